@@ -1,0 +1,29 @@
+# firewarden: `make demo` runs the simulated community end to end; `make test` is what CI runs.
+.PHONY: setup demo test lint typecheck unit check clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/firewarden demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+check: setup
+	$(VENV)/bin/firewarden check -c examples/demo.toml
+
+clean:
+	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,309 @@
+"""The config file: TOML validated once into frozen pydantic models, then cross-checked.
+
+Every error names its path and the offending value (``device[3].unit: 7 already used by
+b12-box2 on bus b12-rs485``), one line each, so ``firewarden check`` can print them all at once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from drivers.durations import Duration, parse_duration
+from drivers.profile import Profile, ProfileError, load_profile
+
+__all__ = ["Duration", "parse_duration"]  # re-exported for callers of the config
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class SiteConfig(_Frozen):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", max_length=64)]
+    name: str = ""
+    latitude: Annotated[float, Field(ge=-90, le=90)] = 0.0
+    longitude: Annotated[float, Field(ge=-180, le=180)] = 0.0
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class InfluxConfig(_Frozen):
+    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "firewarden"  # v1
+    retention_policy: str | None = None  # v1
+    username: str | None = None  # v1
+    password_file: Path | None = None  # v1
+    org: str | None = None  # v2
+    bucket: str | None = None  # v2
+    token_file: Path | None = None  # v2
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval: Duration = 1.0
+    timeout: Duration = 10.0
+    spool_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 512
+
+    @model_validator(mode="after")
+    def _v2_needs_bucket(self) -> InfluxConfig:
+        if self.api == "v2" and not (self.org and self.bucket):
+            raise ValueError("api 'v2' needs org and bucket")
+        return self
+
+
+class MqttConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    tls_ca: Path | None = None
+    client_id: str | None = None
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_/-]+$")] = "firewarden"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+
+class BusConfig(_Frozen):
+    name: Name
+    type: Literal["rtu", "tcp", "rtu-over-tcp"]
+    port: str | int | None = None  # rtu: device path; tcp, rtu-over-tcp: TCP port
+    host: str | None = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout: Annotated[Duration, Field(gt=0, le=60)] = 1.0
+    pause: Annotated[Duration, Field(ge=0, le=10)] = 0.0  # extra silence between frames
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> BusConfig:
+        if self.type == "rtu":
+            if not isinstance(self.port, str) or not self.port:
+                raise ValueError(f"rtu bus needs port = a serial device path, got {self.port!r}")
+        else:
+            if not self.host:
+                raise ValueError(f"{self.type} bus needs host")
+            if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+                raise ValueError(f"{self.type} bus needs port = a TCP port 1-65535, "
+                                 f"got {self.port!r}")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.port) if self.type == "rtu" else f"{self.host}:{self.port}"
+
+
+class DeviceConfig(_Frozen):
+    name: Name
+    bus: str
+    unit: Annotated[int, Field(ge=0, le=255)]
+    profile: str
+    poll: Annotated[Duration, Field(ge=0.1, le=86_400)] = 2.0
+    building: str = ""
+    box: str = ""
+    circuit: str = ""
+    floor: str = ""
+    zone: str = ""
+    area: str = ""
+    kind: Literal["incomer", "lighting", "sockets", "public", "ebike-charging", "detector",
+                  "smoke", "other"] = "other"
+    rated_current: Annotated[float, Field(gt=0, le=6300)] | None = None  # A, breaker In
+    breaker_curve: Literal["B", "C", "D"] = "C"
+    enabled: bool = True
+
+    def tags(self) -> dict[str, str]:
+        """Location tags for InfluxDB and alarm context (empty ones left out)."""
+        return {k: v for k, v in (("building", self.building), ("box", self.box),
+                                  ("circuit", self.circuit), ("floor", self.floor),
+                                  ("zone", self.zone), ("area", self.area)) if v}
+
+
+class FirePanelConfig(_Frozen):
+    """GB/T 26875.3 feed; the receiver comes with the fire-panel issue."""
+
+    name: Name
+    transport: Literal["serial", "tcp-server", "tcp-client"]
+    port: str | int
+    host: str | None = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    building: str = ""
+
+
+class OvercurrentRule(_Frozen):
+    """Per-phase current above ``factor`` × rated_current for ``on_delay`` raises an alarm."""
+
+    enabled: bool = True
+    factor: Annotated[float, Field(gt=0, le=10)] = 1.0
+    on_delay: Annotated[Duration, Field(ge=0, le=3600)] = 5.0
+    clear_factor: Annotated[float, Field(gt=0, le=10)] = 0.95  # deadband: clear below this
+
+    @model_validator(mode="after")
+    def _deadband(self) -> OvercurrentRule:
+        if self.clear_factor > self.factor:
+            raise ValueError(f"clear_factor {self.clear_factor} is above factor {self.factor}")
+        return self
+
+
+class LeakageRule(_Frozen):
+    """GB 50116-2013 §9.2.3: residual-current alarm at 300-500 mA (rules issue)."""
+
+    alarm_ma: Annotated[float, Field(ge=20, le=1000)] = 300.0
+    prealarm_pct: Annotated[float, Field(gt=0, le=100)] = 70.0
+
+
+class RulesConfig(_Frozen):
+    overcurrent: OvercurrentRule = OvercurrentRule()
+    leakage: LeakageRule = LeakageRule()
+
+
+class DaemonConfig(_Frozen):
+    state_dir: Path = Path("/var/lib/firewarden")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    queue_size: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+
+
+class Config(_Frozen):
+    site: SiteConfig
+    influxdb: InfluxConfig = InfluxConfig()
+    mqtt: MqttConfig = MqttConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    buses: tuple[BusConfig, ...] = Field(default=(), alias="bus")
+    devices: tuple[DeviceConfig, ...] = Field(default=(), alias="device")
+    fire_panels: tuple[FirePanelConfig, ...] = Field(default=(), alias="fire_panel")
+    rules: RulesConfig = RulesConfig()
+
+    def bus(self, name: str) -> BusConfig:
+        return next(b for b in self.buses if b.name == name)
+
+    def device(self, name: str) -> DeviceConfig:
+        return next(d for d in self.devices if d.name == name)
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``errors`` holds one ``path: problem`` line per fault."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid config with its device profiles resolved."""
+
+    config: Config
+    profiles: Mapping[str, Profile]  # device name -> profile
+    path: Path
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read, validate and cross-check a config file, or raise ConfigError listing every fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}:{_toml_line(exc)}: TOML syntax error: {exc}"]) from exc
+    return validate_config(raw, path)
+
+
+def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(err) for err in exc.errors()]) from exc
+    errors, profiles = _cross_check(config, path.parent)
+    if errors:
+        raise ConfigError(errors)
+    return LoadedConfig(config=config, profiles=profiles, path=path)
+
+
+def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, Profile]]:
+    errors: list[str] = []
+    profiles: dict[str, Profile] = {}
+    _unique_names(errors, "bus", [b.name for b in config.buses])
+    _unique_names(errors, "device", [d.name for d in config.devices])
+    _unique_names(errors, "fire_panel", [f.name for f in config.fire_panels])
+    buses = {b.name: b for b in config.buses}
+    units: dict[tuple[str, int], str] = {}
+    for i, device in enumerate(config.devices):
+        where = f"device[{i}]"
+        bus = buses.get(device.bus)
+        if bus is None:
+            known = ", ".join(buses) or "none defined"
+            errors.append(f"{where}.bus: {device.bus!r} is not a defined bus (buses: {known})")
+        else:
+            if bus.type != "tcp" and not 1 <= device.unit <= 247:
+                errors.append(f"{where}.unit: {device.unit} is outside 1-247 for a serial "
+                              f"line bus ({bus.name})")
+            owner = units.setdefault((bus.name, device.unit), device.name)
+            if owner != device.name:
+                errors.append(f"{where}.unit: {device.unit} already used by {owner} on bus "
+                              f"{bus.name}")
+        try:
+            profiles[device.name] = load_profile(device.profile, base_dir)
+        except ProfileError as exc:
+            errors.append(f"{where}.profile: {exc}")
+            continue
+        if device.kind == "incomer" and device.rated_current is None:
+            errors.append(f"{where}.rated_current: an incomer needs its breaker rating (A)")
+    return errors, profiles
+
+
+def _unique_names(errors: list[str], table: str, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            errors.append(f"{table}[{i}].name: {name!r} already used by {table}[{seen[name]}]")
+        seen.setdefault(name, i)
+
+
+def _format_error(err: Mapping[str, Any]) -> str:
+    path = ""
+    for part in err["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{path}: required field is missing"
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key (got {err.get('input')!r})"
+    value = err.get("input")
+    if isinstance(value, dict | list):  # a whole table: the message already names the values
+        return f"{path}: {msg}"
+    return f"{path}: {msg} (got {value!r})"
+
+
+def _toml_line(exc: tomllib.TOMLDecodeError) -> str:
+    lineno = getattr(exc, "lineno", None)  # Python 3.14+
+    if lineno is None:
+        match = re.search(r"line (\d+)", str(exc))
+        lineno = match.group(1) if match else "?"
+    return str(lineno)

@@ -1,0 +1,61 @@
+"""``firewarden check``: the resolved plan, so a user sees what will happen before it happens."""
+
+from __future__ import annotations
+
+from daemon.app import device_rules
+from daemon.config import LoadedConfig
+from drivers.modbus.planner import wire_time_ms
+from drivers.modbus.poller import PolledDevice, device_plan
+
+
+def render_plan(loaded: LoadedConfig) -> str:
+    """A readable tree: site, outputs, buses with devices and their requests, rules."""
+    config = loaded.config
+    site = config.site
+    lines = [
+        f"config {loaded.path}: OK",
+        f"site {site.id} ({site.name or 'unnamed'}), {site.latitude}, {site.longitude}, "
+        f"{site.timezone}",
+        f"influxdb {config.influxdb.api} {config.influxdb.url} "
+        f"database={config.influxdb.database} batch={config.influxdb.batch_size} "
+        f"flush={config.influxdb.flush_interval:g}s spool_max={config.influxdb.spool_max_mb} MB",
+        f"mqtt {config.mqtt.host}:{config.mqtt.port} topics "
+        f"{config.mqtt.topic_prefix}/{site.id}/...",
+    ]
+    rules = device_rules(config)
+    for bus in config.buses:
+        devices = [d for d in config.devices if d.bus == bus.name]
+        lines.append(f"bus {bus.name}: {bus.type} {bus.endpoint}"
+                     + (f" {bus.baudrate} {bus.bytesize}{bus.parity}{bus.stopbits}"
+                        if bus.type != "tcp" else "")
+                     + f", timeout {bus.timeout:g}s, {len(devices)} device(s)")
+        bus_ms = 0.0
+        for device in devices:
+            profile = loaded.profiles[device.name]
+            groups = device_plan(PolledDevice(config=device, profile=profile))
+            where = "/".join(v for v in (device.building, device.box, device.circuit) if v)
+            state = "" if device.enabled else " (disabled)"
+            n_requests = sum(len(reqs) for _, reqs in groups)
+            lines.append(f"  device {device.name}{state}: unit {device.unit}, "
+                         f"profile {profile.name}, {where or '-'}, "
+                         f"{len(profile.points)} points in {n_requests} request(s)")
+            for interval, requests in groups:
+                ms = wire_time_ms(requests, baudrate=bus.baudrate)
+                bus_ms += ms / interval
+                wire = "" if bus.type == "tcp" else \
+                    f", ~{ms:.1f} ms on the wire at {bus.baudrate} baud"
+                lines.append(f"    every {interval:g}s: {len(requests)} request(s){wire}")
+                for req in requests:
+                    lines.append(f"      {req.table.value:<8} fc{req.table.function_code:02d} "
+                                 f"addr {req.address:>5} count {req.count:>3}: "
+                                 + ", ".join(p.key for p in req.points))
+            oc = rules[device.name].overcurrent
+            if oc is not None:
+                lines.append(f"    rule overcurrent: > {oc.limit:g} A for {oc.on_delay:g}s, "
+                             f"clears below {oc.rated_current * oc.clear_factor:g} A")
+        if bus.type != "tcp":
+            lines.append(f"  bus load ~{bus_ms / 10:.1f}% of the line at {bus.baudrate} baud")
+    for panel in config.fire_panels:
+        lines.append(f"fire panel {panel.name}: {panel.transport} {panel.port} "
+                     f"(receiver arrives with the GB/T 26875.3 issue)")
+    return "\n".join(lines)

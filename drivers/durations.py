@@ -1,0 +1,25 @@
+"""Durations as people write them in configs and profiles: ``"500ms"``, ``"2s"``, ``"5m"``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """``"500ms"``, ``"2s"``, ``"5m"``, ``"1h"`` or a bare number of seconds, to seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"not a duration: {value!r} (use e.g. '500ms', '2s', '5m', '1h')")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]

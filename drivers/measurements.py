@@ -1,0 +1,133 @@
+"""The one vocabulary of quantities, shared by drivers, rules, InfluxDB fields and dashboards.
+
+Every quantity knows its unit, the InfluxDB measurement it lands in, the field name there and
+what its channel tag is called (``phase`` on power meters, ``channel`` elsewhere). Profiles,
+rules and dashboards refer to quantities by these names only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class QuantitySpec:
+    """How one quantity is written and displayed."""
+
+    unit: str
+    measurement: str
+    field: str
+    channel_tag: str
+    description: str
+
+
+class Quantity(StrEnum):
+    """A measured or derived quantity; the value is its name in profiles and configs."""
+
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+    POWER = "power"
+    APPARENT_POWER = "apparent_power"
+    REACTIVE_POWER = "reactive_power"
+    POWER_FACTOR = "power_factor"
+    FREQUENCY = "frequency"
+    ENERGY = "energy"
+    ENERGY_IMPORT = "energy_import"
+    ENERGY_EXPORT = "energy_export"
+    VOLTAGE_THD = "voltage_thd"
+    THERMAL_LOAD = "thermal_load"
+    RESIDUAL_CURRENT = "residual_current"
+    TEMPERATURE = "temperature"
+    DETECTOR_ALARM = "detector_alarm"
+    DETECTOR_FAULT = "detector_fault"
+    FIRE = "fire"
+    SMOKE_FAULT = "smoke_fault"
+    OBSCURATION = "obscuration"
+    BATTERY = "battery"
+    RELAY = "relay"
+    LAMP_CURRENT = "lamp_current"
+    LUX = "lux"
+    ONLINE = "online"
+    LATENCY = "latency"
+    ERRORS = "errors"
+    CRC_ERRORS = "crc_errors"
+
+    @property
+    def spec(self) -> QuantitySpec:
+        return QUANTITIES[self]
+
+    @property
+    def unit(self) -> str:
+        return QUANTITIES[self].unit
+
+
+def _q(unit: str, measurement: str, field: str, description: str) -> QuantitySpec:
+    channel_tag = "phase" if measurement == "power" else "channel"
+    return QuantitySpec(unit, measurement, field, channel_tag, description)
+
+
+QUANTITIES: dict[Quantity, QuantitySpec] = {
+    Quantity.VOLTAGE: _q("V", "power", "voltage_v", "RMS voltage, phase to neutral"),
+    Quantity.CURRENT: _q("A", "power", "current_a", "RMS current"),
+    Quantity.POWER: _q("W", "power", "power_w", "active power"),
+    Quantity.APPARENT_POWER: _q("VA", "power", "apparent_power_va", "apparent power"),
+    Quantity.REACTIVE_POWER: _q("var", "power", "reactive_power_var", "reactive power"),
+    Quantity.POWER_FACTOR: _q("", "power", "pf", "power factor (signed)"),
+    Quantity.FREQUENCY: _q("Hz", "power", "frequency_hz", "line frequency"),
+    Quantity.ENERGY: _q("kWh", "power", "energy_kwh", "total active energy"),
+    Quantity.ENERGY_IMPORT: _q("kWh", "power", "energy_import_kwh", "imported active energy"),
+    Quantity.ENERGY_EXPORT: _q("kWh", "power", "energy_export_kwh", "exported active energy"),
+    Quantity.VOLTAGE_THD: _q("%", "power", "voltage_thd_pct", "voltage total harmonic distortion"),
+    Quantity.THERMAL_LOAD: _q("%", "power", "thermal_load_pct", "circuit thermal load (I²t model)"),
+    Quantity.RESIDUAL_CURRENT: _q("mA", "leakage", "residual_ma", "residual (leakage) current"),
+    Quantity.TEMPERATURE: _q("°C", "leakage", "temperature_c", "cable or terminal temperature"),
+    Quantity.DETECTOR_ALARM: _q("", "leakage", "alarm", "detector's own alarm bit word"),
+    Quantity.DETECTOR_FAULT: _q("", "leakage", "fault", "detector's own fault bit word"),
+    Quantity.FIRE: _q("", "smoke", "fire", "fire/smoke alarm (1 = alarm)"),
+    Quantity.SMOKE_FAULT: _q("", "smoke", "fault", "detector fault (1 = fault)"),
+    Quantity.OBSCURATION: _q("dB/m", "smoke", "obscuration_db_m", "smoke obscuration"),
+    Quantity.BATTERY: _q("%", "smoke", "battery_pct", "battery charge"),
+    Quantity.RELAY: _q("", "lighting", "commanded_on", "relay state (1 = on)"),
+    Quantity.LAMP_CURRENT: _q("A", "lighting", "current_a", "lamp circuit current"),
+    Quantity.LUX: _q("lx", "lighting", "lux", "ambient illuminance"),
+    Quantity.ONLINE: _q("", "device_health", "online", "device answered its last poll"),
+    Quantity.LATENCY: _q("ms", "device_health", "latency_ms", "poll round-trip time"),
+    Quantity.ERRORS: _q("", "device_health", "errors", "failed polls since start"),
+    Quantity.CRC_ERRORS: _q("", "device_health", "crc_errors", "CRC errors since start"),
+}
+
+
+class Quality(StrEnum):
+    """Whether a value can be trusted; bad values are kept for diagnosis but never alarm."""
+
+    GOOD = "good"
+    BAD = "bad"  # NaN, infinity or a sentinel the device uses for "no value"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one quantity of one device at one time (``ts``: unix seconds, from the poll)."""
+
+    ts: float
+    device: str
+    quantity: Quantity
+    value: float
+    quality: Quality = Quality.GOOD
+    channel: str | None = None  # phase L1/L2/L3/total on meters, channel number elsewhere
+
+    @property
+    def unit(self) -> str:
+        return self.quantity.unit
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD
+
+
+def checked_value(value: float, sentinels: tuple[float, ...] = ()) -> tuple[float, Quality]:
+    """Quality of a decoded value: NaN, infinities and device sentinels are bad."""
+    if math.isnan(value) or math.isinf(value) or value in sentinels:
+        return value, Quality.BAD
+    return value, Quality.GOOD

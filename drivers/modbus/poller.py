@@ -1,0 +1,365 @@
+"""One poller per physical bus: schedules, reads, decodes and emits Readings.
+
+The poller owns its bus. Every transaction holds one lock (a bus carries one frame at a time),
+each device is read on a fixed grid of its ``poll`` interval that never drifts (an overrun skips
+slots instead of bursting to catch up), and points with their own ``poll`` are read on their own
+grid. A failing device backs off alone (capped, jittered exponential) while its neighbours keep
+their slots; a busy device is retried without touching the link; a broken link is closed and
+reconnected with its own capped backoff. Logging follows transitions: the first failure at
+ERROR, repeats at DEBUG, one INFO line on recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self
+
+from drivers.measurements import Quality, Quantity, Reading
+from drivers.modbus.decode import decode_bit, decode_point
+from drivers.modbus.planner import ReadRequest, plan_requests
+from drivers.modbus.transport import (
+    BusSettings,
+    ModbusDeviceError,
+    ModbusError,
+    ModbusLinkError,
+    ModbusTransport,
+    make_transport,
+)
+from drivers.profile import Point, Profile, RegisterType
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Reading], None]
+Clock = Callable[[], float]
+
+
+class DeviceSettings(Protocol):
+    """What the poller needs from a device's config (``daemon.config.DeviceConfig`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> int: ...
+    @property
+    def poll(self) -> float: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolledDevice:
+    """A configured device with its resolved profile."""
+
+    config: DeviceSettings
+    profile: Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with +-``jitter`` (fraction), so failed peers do not align."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    jitter: float = 0.2
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (``failures`` >= 1)."""
+        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
+        return min(self.cap, raw * (1.0 + self.jitter * (2.0 * rand() - 1.0)))
+
+
+DEFAULT_BACKOFF = Backoff()
+BUSY_DELAY = 0.1  # s before retrying a busy device; doubles per retry
+
+
+def next_slot(slot: float, interval: float, now: float) -> float:
+    """The first slot of the grid ``slot + k*interval`` that lies after ``now`` (pure).
+
+    Anchoring on the grid instead of on "now" keeps the schedule from drifting by the poll's
+    own duration; skipping missed slots keeps an overrun from turning into a burst.
+    """
+    if now < slot:
+        return slot + interval
+    return slot + interval * (math.floor((now - slot) / interval) + 1)
+
+
+def point_interval(point: Point, device_poll: float) -> float:
+    """A point's poll interval in seconds: its own ``poll`` override or the device's."""
+    return device_poll if point.poll is None else point.poll
+
+
+def plan_points(profile: Profile, points: Sequence[Point]) -> list[ReadRequest]:
+    """Read requests for some of a profile's points, honouring its workarounds."""
+    quirks = profile.workarounds
+    if quirks.one_request_per_point:
+        tables = list(RegisterType)
+        ordered = sorted(points, key=lambda p: (tables.index(p.table), p.address))
+        return [ReadRequest(p.table, p.address, p.width, (p,)) for p in ordered]
+    return plan_requests(points, max_registers=quirks.max_registers, max_bits=quirks.max_bits,
+                         holes=profile.holes)
+
+
+def device_plan(device: PolledDevice) -> list[tuple[float, list[ReadRequest]]]:
+    """(interval, requests) per poll group of a device, fastest group first."""
+    groups: dict[float, list[Point]] = {}
+    for point in device.profile.points:
+        groups.setdefault(point_interval(point, device.config.poll), []).append(point)
+    return [(interval, plan_points(device.profile, pts))
+            for interval, pts in sorted(groups.items())]
+
+
+def decode_responses(requests: Sequence[ReadRequest], responses: Sequence[list[int] | list[bool]],
+                     *, device: str, ts: float) -> list[Reading]:
+    """One Reading per point of the requests from their responses (pure)."""
+    readings: list[Reading] = []
+    for request, values in zip(requests, responses, strict=True):
+        for point in request.points:
+            part = values[request.slice_of(point)]
+            try:
+                if request.table.is_bit:
+                    value, quality = decode_bit(point, bool(part[0]))
+                else:
+                    value, quality = decode_point(point, [int(v) for v in part])
+            except (ValueError, IndexError):
+                value, quality = math.nan, Quality.BAD
+            readings.append(Reading(ts=ts, device=device, quantity=point.quantity, value=value,
+                                    quality=quality, channel=point.channel))
+    return readings
+
+
+Response = list[int] | list[bool]
+
+
+async def _read_all(transport: ModbusTransport, lock: asyncio.Lock,
+                    requests: Sequence[ReadRequest], *, unit: int, busy_retries: int,
+                    pause: float) -> tuple[list[Response], float]:
+    """Responses of all requests and the summed round-trip time in ms; raises ModbusError."""
+    loop = asyncio.get_running_loop()
+    responses: list[Response] = []
+    rtt = 0.0
+    for request in requests:
+        attempt = 0
+        while True:
+            async with lock:
+                started = loop.time()
+                try:
+                    values = await transport.read(request.table, request.address, request.count,
+                                                  unit)
+                    break
+                except ModbusDeviceError as exc:
+                    if not exc.busy or attempt >= busy_retries:
+                        raise
+                finally:
+                    rtt += (loop.time() - started) * 1000.0
+                    if pause:  # silence the device asked for, before anyone's next frame
+                        await asyncio.sleep(pause)
+            # busy is not broken: wait outside the lock and ask again on the same link
+            await asyncio.sleep(BUSY_DELAY * 2**attempt)
+            attempt += 1
+        responses.append(values)
+    return responses, rtt
+
+
+def _pause(bus: BusSettings, profile: Profile) -> float:
+    return max(bus.pause, profile.workarounds.pause_after_ms / 1000.0)
+
+
+async def read_once(bus: BusSettings, device: PolledDevice,
+                    clock: Clock = time.time) -> list[Reading]:
+    """Read every point of one device once (``firewarden read``); raises ModbusError."""
+    requests = plan_points(device.profile, device.profile.points)
+    async with make_transport(bus) as transport:
+        ts = clock()
+        responses, _ = await _read_all(transport, asyncio.Lock(), requests,
+                                       unit=device.config.unit, busy_retries=bus.retries,
+                                       pause=_pause(bus, device.profile))
+    return decode_responses(requests, responses, device=device.config.name, ts=ts)
+
+
+@dataclass(eq=False)
+class _DeviceState:
+    device: PolledDevice
+    failures: int = 0  # consecutive
+    errors: int = 0  # since start
+    retry_at: float = 0.0  # loop time; 0 = no backoff
+
+    @property
+    def name(self) -> str:
+        return self.device.config.name
+
+
+@dataclass(eq=False)
+class _Job:
+    """One poll group: the points of one device that share an interval."""
+
+    state: _DeviceState
+    interval: float
+    requests: list[ReadRequest]
+    next_due: float = 0.0
+    seq: int = field(default=0)
+
+    @property
+    def due(self) -> float:
+        return max(self.next_due, self.state.retry_at)
+
+
+class BusPoller:
+    """Polls every device of one bus and emits their Readings; an async context manager."""
+
+    def __init__(self, *, bus: BusSettings, devices: Sequence[PolledDevice], emit: Emit,
+                 clock: Clock = time.time, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self._bus = bus
+        self._emit_fn = emit
+        self._clock = clock
+        self._backoff = backoff
+        self._transport = make_transport(bus)  # fails early for unsupported bus types
+        self._lock = asyncio.Lock()
+        self._jobs: list[_Job] = []
+        for device in devices:
+            if not device.config.enabled:
+                continue
+            state = _DeviceState(device)
+            for interval, requests in device_plan(device):
+                self._jobs.append(_Job(state, interval, requests, seq=len(self._jobs)))
+        self._link_failures = 0
+        self._link_retry_at = 0.0
+        self._emit_failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The bus lock; anyone else sending frames on this bus (writes) must hold it."""
+        return self._lock
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name=f"modbus-poller:{self._bus.name}")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves, not just our poll task
+        await self._transport.close()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        if not self._jobs:
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for job in self._jobs:
+            job.next_due = start
+        while True:
+            job = min(self._jobs, key=lambda j: (j.due, j.seq))
+            delay = job.due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                await self._poll(job)
+            except Exception:  # a bug must not silence the whole bus
+                log.exception("bus %s: unexpected error polling %s", self._bus.name,
+                              job.state.name)
+                job.next_due = next_slot(job.next_due, job.interval, loop.time())
+
+    async def _poll(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        state = job.state
+        ts = self._clock()
+        try:
+            if not await self._link_up():
+                # the bus is down, not the device: report it offline, no device backoff
+                self._failed(state, None, ts)
+                return
+            config = state.device.config
+            responses, rtt = await _read_all(
+                self._transport, self._lock, job.requests, unit=config.unit,
+                busy_retries=self._bus.retries, pause=_pause(self._bus, state.device.profile))
+        except ModbusError as exc:
+            if isinstance(exc, ModbusLinkError) or (
+                    state.device.profile.workarounds.close_on_error):
+                await self._transport.close()  # the next transaction reconnects
+            self._failed(state, exc, ts)
+            return
+        finally:
+            job.next_due = next_slot(job.next_due, job.interval, loop.time())
+        for reading in decode_responses(job.requests, responses, device=state.name, ts=ts):
+            self._emit(reading)
+        if state.failures:
+            log.info("device %s (unit %d on %s) is back after %d failed polls", state.name,
+                     state.device.config.unit, self._bus.name, state.failures)
+        state.failures = 0
+        state.retry_at = 0.0
+        self._health(state, ts, online=True, latency_ms=rtt)
+
+    async def _link_up(self) -> bool:
+        """Connect if needed (respecting the link backoff); whether the link is usable."""
+        if self._transport.connected:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._link_retry_at:
+            return False
+        try:
+            async with self._lock:
+                await self._transport.connect()
+        except ModbusLinkError as exc:
+            self._link_failures += 1
+            delay = self._backoff.delay(self._link_failures)
+            self._link_retry_at = loop.time() + delay
+            level = logging.ERROR if self._link_failures == 1 else logging.DEBUG
+            log.log(level, "bus %s: %s; retrying in %.1fs", self._bus.name, exc, delay)
+            return False
+        if self._link_failures:
+            log.info("bus %s: reconnected to %s after %d failed attempts", self._bus.name,
+                     self._transport.endpoint, self._link_failures)
+        self._link_failures = 0
+        self._link_retry_at = 0.0
+        return True
+
+    def _failed(self, state: _DeviceState, exc: ModbusError | None, ts: float) -> None:
+        state.errors += 1
+        if exc is not None:  # a device-level failure: this device backs off alone
+            state.failures += 1
+            delay = self._backoff.delay(state.failures)
+            state.retry_at = asyncio.get_running_loop().time() + delay
+            level = logging.ERROR if state.failures == 1 else logging.DEBUG
+            log.log(level, "device %s (unit %d on %s): %s; next try in %.1fs", state.name,
+                    state.device.config.unit, self._bus.name, exc, delay)
+        self._health(state, ts, online=False, latency_ms=None)
+
+    def _health(self, state: _DeviceState, ts: float, *, online: bool,
+                latency_ms: float | None) -> None:
+        """ONLINE and ERRORS after every attempt; LATENCY only when there was an answer."""
+        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ONLINE,
+                           value=1.0 if online else 0.0))
+        if latency_ms is not None:
+            self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.LATENCY,
+                               value=round(latency_ms, 3)))
+        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ERRORS,
+                           value=float(state.errors)))
+
+    def _emit(self, reading: Reading) -> None:
+        try:
+            self._emit_fn(reading)
+        except Exception:  # the consumer's bug must not stop the bus
+            self._emit_failures += 1
+            if self._emit_failures == 1:
+                log.exception("bus %s: emit failed (further failures logged at DEBUG)",
+                              self._bus.name)
+            else:
+                log.debug("bus %s: emit failed again (%d)", self._bus.name,
+                          self._emit_failures, exc_info=True)

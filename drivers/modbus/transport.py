@@ -1,0 +1,190 @@
+"""Modbus transports: one connection to one bus, one read at a time, no policy.
+
+A transport turns failures into two kinds the poller can act on: ``ModbusDeviceError`` (the
+device answered with a Modbus exception; the link is fine) and ``ModbusLinkError`` (timeout,
+refused or lost connection, garbled answer; the caller closes and reconnects). pymodbus's own
+retries and reconnects are switched off because the poller owns that policy per bus.
+
+Only Modbus TCP exists so far; RTU and RTU-over-TCP transports will implement the same
+``ModbusTransport`` protocol and be built by ``make_transport``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ExceptionResponse
+
+from drivers.profile import RegisterType
+
+BUSY = 6  # Modbus exception "server device busy": retry later, the link is fine
+
+
+class ModbusError(Exception):
+    """A Modbus read failed."""
+
+
+class ModbusDeviceError(ModbusError):
+    """The device answered with a Modbus exception response (``code``)."""
+
+    NAMES: ClassVar[dict[int, str]] = {
+        1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+        4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
+        10: "gateway path unavailable", 11: "gateway target did not respond"}
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(f"Modbus exception {code} ({self.NAMES.get(code, 'unknown')})")
+
+    @property
+    def busy(self) -> bool:
+        """Busy is not broken: retry without reconnecting."""
+        return self.code == BUSY
+
+
+class ModbusLinkError(ModbusError):
+    """No usable answer: timeout, connection refused or lost, malformed reply. Reconnect."""
+
+
+class UnsupportedBusError(NotImplementedError):
+    """The bus type is valid config but has no transport yet."""
+
+
+class BusSettings(Protocol):
+    """What a transport needs from a bus's config (``daemon.config.BusConfig`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> str | int | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def pause(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def baudrate(self) -> int: ...
+
+
+class ModbusTransport(Protocol):
+    """One bus connection. ``read`` raises ``ModbusDeviceError`` or ``ModbusLinkError``."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None:
+        """Open the link; raise ``ModbusLinkError`` if that fails."""
+        ...
+
+    async def close(self) -> None:
+        """Close the link (idempotent); ``connect`` may be called again afterwards."""
+        ...
+
+    async def read(self, table: RegisterType, address: int, count: int,
+                   unit: int) -> list[int] | list[bool]:
+        """``count`` registers (or bits) of ``table`` from ``address`` of device ``unit``."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+
+class ModbusTcpTransport:
+    """Modbus TCP (MBAP framing) to a device or gateway, on pymodbus's async client."""
+
+    def __init__(self, *, host: str, port: int = 502, timeout: float = 1.0) -> None:
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._client: AsyncModbusTcpClient | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    async def connect(self) -> None:
+        await self.close()
+        # retries=0 and reconnect_delay=0: one attempt per call, no background reconnect task
+        client = AsyncModbusTcpClient(self._host, port=self._port, timeout=self._timeout,
+                                      retries=0, reconnect_delay=0, reconnect_delay_max=0)
+        try:
+            ok = await client.connect()
+        except (TimeoutError, OSError, ModbusException) as exc:
+            client.close()
+            raise ModbusLinkError(f"cannot connect to {self.endpoint}: {exc}") from exc
+        if not ok or not client.connected:
+            client.close()
+            raise ModbusLinkError(f"cannot connect to {self.endpoint}")
+        self._client = client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def read(self, table: RegisterType, address: int, count: int,
+                   unit: int) -> list[int] | list[bool]:
+        client = self._client
+        if client is None or not client.connected:
+            raise ModbusLinkError(f"not connected to {self.endpoint}")
+        method = {
+            RegisterType.COIL: client.read_coils,
+            RegisterType.DISCRETE: client.read_discrete_inputs,
+            RegisterType.HOLDING: client.read_holding_registers,
+            RegisterType.INPUT: client.read_input_registers,
+        }[table]
+        try:
+            response: Any = await method(address, count=count, device_id=unit)
+        except (TimeoutError, OSError, ModbusException) as exc:
+            raise ModbusLinkError(f"{self.endpoint} unit {unit}: {exc}") from exc
+        if isinstance(response, ExceptionResponse):
+            raise ModbusDeviceError(int(response.exception_code))
+        if response.isError():
+            raise ModbusLinkError(f"{self.endpoint} unit {unit}: error response {response}")
+        if table.is_bit:
+            bits = [bool(b) for b in response.bits[:count]]  # bits come padded to whole bytes
+            if len(bits) != count:
+                raise ModbusLinkError(f"{self.endpoint} unit {unit}: {len(bits)} bits, "
+                                      f"asked for {count}")
+            return bits
+        registers = [int(r) for r in response.registers]
+        if len(registers) != count:
+            raise ModbusLinkError(f"{self.endpoint} unit {unit}: {len(registers)} registers, "
+                                  f"asked for {count}")
+        return registers
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+def make_transport(bus: BusSettings) -> ModbusTransport:
+    """The transport for a bus's type; the only place that knows which classes exist."""
+    if bus.type == "tcp":
+        if not bus.host or not isinstance(bus.port, int):
+            raise ValueError(f"bus {bus.name}: tcp needs host and an integer port")
+        return ModbusTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout)
+    raise UnsupportedBusError(
+        f"bus {bus.name}: type {bus.type!r} is not supported yet (only 'tcp' is); "
+        f"use a Modbus TCP gateway for now")

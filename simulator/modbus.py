@@ -1,0 +1,281 @@
+"""A profile-driven Modbus TCP simulator on pymodbus's server.
+
+Each ``SimulatedDevice`` answers with the register map of its profile and holds engineering
+values per point; ``set`` encodes into the datastore at once, so values can change while the
+server runs. Reads that span a profile's holes get "illegal data address", like the device.
+Tests can also make a device answer "busy" (``busy_next``) or fail (``fail``).
+
+Manual use, e.g. with mbpoll::
+
+    python -m simulator.modbus --profile eastron-sdm630 --unit 1 --port 5020
+    mbpoll -m tcp -a 1 -r 1 -c 2 -t 3:float -1 -p 5020 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import (
+    ModbusDeviceContext,
+    ModbusSequentialDataBlock,
+    ModbusServerContext,
+)
+from pymodbus.server import ModbusTcpServer
+
+from drivers.measurements import Quantity
+from drivers.modbus.decode import (
+    decode_bit,
+    decode_point,
+    encode_bit,
+    encode_point,
+    merge_bit,
+)
+from drivers.profile import DataType, Hole, Point, Profile, RegisterType, load_profile
+
+log = logging.getLogger(__name__)
+
+# Values a healthy, moderately loaded installation shows, so a fresh device reads sensibly.
+DEFAULTS: dict[Quantity, float] = {
+    Quantity.VOLTAGE: 230.0,
+    Quantity.CURRENT: 10.0,
+    Quantity.POWER: 2185.0,  # 230 V * 10 A * 0.95
+    Quantity.APPARENT_POWER: 2300.0,
+    Quantity.REACTIVE_POWER: 718.0,
+    Quantity.POWER_FACTOR: 0.95,
+    Quantity.FREQUENCY: 50.0,
+    Quantity.ENERGY: 1234.5,
+    Quantity.ENERGY_IMPORT: 1234.5,
+    Quantity.ENERGY_EXPORT: 0.0,
+    Quantity.VOLTAGE_THD: 2.0,
+    Quantity.THERMAL_LOAD: 0.0,
+    Quantity.RESIDUAL_CURRENT: 50.0,
+    Quantity.TEMPERATURE: 25.0,
+    Quantity.DETECTOR_ALARM: 0.0,
+    Quantity.DETECTOR_FAULT: 0.0,
+    Quantity.FIRE: 0.0,
+    Quantity.SMOKE_FAULT: 0.0,
+    Quantity.OBSCURATION: 0.0,
+    Quantity.BATTERY: 100.0,
+    Quantity.RELAY: 0.0,
+    Quantity.LAMP_CURRENT: 0.5,
+    Quantity.LUX: 200.0,
+}
+_PHASE_SUMS = {Quantity.POWER, Quantity.APPARENT_POWER, Quantity.REACTIVE_POWER}
+
+_FC = {RegisterType.COIL: 1, RegisterType.DISCRETE: 2, RegisterType.HOLDING: 3,
+       RegisterType.INPUT: 4}
+
+
+def default_value(point: Point) -> float:
+    """A plausible engineering value for a fresh device (totals of powers are three phases)."""
+    value = DEFAULTS.get(point.quantity, 0.0)
+    if point.quantity in _PHASE_SUMS and point.channel == "total":
+        value *= 3
+    return value
+
+
+def _block(values: list[int] | list[bool]) -> ModbusSequentialDataBlock:
+    return ModbusSequentialDataBlock(0, values)  # type: ignore[no-untyped-call]
+
+
+class _DeviceContext(ModbusDeviceContext):
+    """A device context that refuses reads over holes and can play busy or broken."""
+
+    def __init__(self, holes: Sequence[Hole], **blocks: Any) -> None:
+        super().__init__(**blocks)
+        self.holes = tuple(holes)
+        self.busy_next = 0
+        self.fail = False
+
+    def getValues(self, func_code: int, address: int, count: int = 1) -> Any:
+        if func_code in (1, 2, 3, 4):  # reads, not the read-back of a write
+            if self.fail:
+                return ExcCodes.DEVICE_FAILURE
+            if self.busy_next > 0:
+                self.busy_next -= 1
+                return ExcCodes.DEVICE_BUSY
+            table = {1: RegisterType.COIL, 2: RegisterType.DISCRETE,
+                     3: RegisterType.HOLDING, 4: RegisterType.INPUT}[func_code]
+            end = address + count
+            if any(h.table is table and h.start < end and address <= h.end
+                   for h in self.holes):
+                return ExcCodes.ILLEGAL_ADDRESS
+        return super().getValues(func_code, address, count)
+
+
+class SimulatedDevice:
+    """One Modbus device speaking ``profile`` as unit ``unit``."""
+
+    def __init__(self, profile: Profile, unit: int) -> None:
+        self.profile = profile
+        self.unit = unit
+        sizes = {t: 0 for t in RegisterType}
+        for point in profile.points:
+            sizes[point.table] = max(sizes[point.table], point.address + point.width)
+        # the context adds 1 to PDU addresses, so a block from 0 needs one spare slot; tables a
+        # profile does not use stay tiny, and reads past the map get "illegal data address"
+        blocks = {
+            key: _block([False if table.is_bit else 0] * (sizes[table] + 1))
+            for key, table in (("co", RegisterType.COIL), ("di", RegisterType.DISCRETE),
+                               ("hr", RegisterType.HOLDING), ("ir", RegisterType.INPUT))
+        }
+        self.context = _DeviceContext(profile.holes, **blocks)
+        self._points = {point.key: point for point in profile.points}
+        self._values: dict[str, float] = {}
+        for point in profile.points:
+            self._write(point, default_value(point))
+
+    @property
+    def points(self) -> dict[str, Point]:
+        """The profile's points by key (``"current/L1"``)."""
+        return dict(self._points)
+
+    @property
+    def busy_next(self) -> int:
+        """How many coming reads answer "device busy" (exception 6)."""
+        return int(self.context.busy_next)
+
+    @busy_next.setter
+    def busy_next(self, count: int) -> None:
+        self.context.busy_next = count
+
+    @property
+    def fail(self) -> bool:
+        """While true every read answers "device failure" (exception 4)."""
+        return bool(self.context.fail)
+
+    @fail.setter
+    def fail(self, value: bool) -> None:
+        self.context.fail = value
+
+    def point(self, quantity: str, channel: str | None = None) -> Point:
+        key = f"{quantity}/{channel}" if channel else quantity
+        try:
+            return self._points[key]
+        except KeyError:
+            raise KeyError(f"{self.profile.name} has no point {key!r}; it has "
+                           f"{', '.join(self._points)}") from None
+
+    def set(self, quantity: str, value: float, channel: str | None = None) -> None:
+        """Set a point's engineering value; the next read returns it."""
+        self._write(self.point(quantity, channel), value)
+
+    def get(self, quantity: str, channel: str | None = None) -> float:
+        """The engineering value last set for a point."""
+        return self._values[self.point(quantity, channel).key]
+
+    def registers(self, quantity: str, channel: str | None = None) -> list[int] | list[bool]:
+        """What the datastore holds for a point right now (as a client would read it)."""
+        point = self.point(quantity, channel)
+        values: list[int] | list[bool] = self.context.getValues(_FC[point.table], point.address,
+                                                                 point.width)
+        return values
+
+    def read_back(self, quantity: str, channel: str | None = None) -> float:
+        """The point's value decoded from the datastore (checks the encoding round trip)."""
+        point = self.point(quantity, channel)
+        raw = self.registers(quantity, channel)
+        if point.table.is_bit:
+            return decode_bit(point, bool(raw[0]))[0]
+        return decode_point(point, [int(r) for r in raw])[0]
+
+    def _write(self, point: Point, value: float) -> None:
+        fc = _FC[point.table]
+        # bypass the hole/busy checks: these are our own writes, not a client's reads
+        store = ModbusDeviceContext
+        if point.table.is_bit:
+            store.setValues(self.context, fc, point.address, [encode_bit(point, value)])
+        elif point.type is DataType.BITS:
+            current = store.getValues(self.context, fc, point.address, 1)
+            assert isinstance(current, list)  # the block covers every point's address
+            store.setValues(self.context, fc, point.address,
+                            [merge_bit(point, int(current[0]), value)])
+        else:
+            store.setValues(self.context, fc, point.address, encode_point(point, value))
+        self._values[point.key] = value
+
+
+class ModbusTcpSimulator:
+    """Serves several simulated devices (by unit id) on one TCP port.
+
+    ``port=0`` picks a free port; read it from ``.port`` once entered. Unknown unit ids are
+    answered with exception 11 (gateway target did not respond), like a TCP gateway, or with
+    silence (the client times out, like a dead device on a serial line) if ``silent_unknown``.
+    """
+
+    def __init__(self, devices: Sequence[SimulatedDevice], host: str = "127.0.0.1",
+                 port: int = 0, *, silent_unknown: bool = False) -> None:
+        units = [d.unit for d in devices]
+        if len(set(units)) != len(units):
+            raise ValueError(f"duplicate unit ids: {units}")
+        self.devices = {d.unit: d for d in devices}
+        self.host = host
+        self.port = port
+        self.silent_unknown = silent_unknown
+        self._server: ModbusTcpServer | None = None
+
+    def device(self, unit: int) -> SimulatedDevice:
+        return self.devices[unit]
+
+    async def start(self) -> None:
+        """Listen (again, after ``stop``; the same port is reused)."""
+        context = ModbusServerContext(  # type: ignore[no-untyped-call]
+            devices={u: d.context for u, d in self.devices.items()}, single=False)
+        server = ModbusTcpServer(context, address=(self.host, self.port),
+                                 ignore_missing_devices=self.silent_unknown)
+        await server.serve_forever(background=True)
+        listener: Any = server.transport  # an asyncio.Server once listening
+        sockets = listener.sockets
+        self.port = int(sockets[0].getsockname()[1])
+        self._server = server
+        log.info("Modbus TCP simulator on %s:%d, units %s", self.host, self.port,
+                 sorted(self.devices))
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection (like a device being unplugged)."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+
+async def _serve(profile: str, units: Sequence[int], host: str, port: int) -> None:
+    loaded = load_profile(profile)
+    devices = [SimulatedDevice(loaded, unit) for unit in units]
+    async with ModbusTcpSimulator(devices, host=host, port=port) as sim:
+        print(f"serving {loaded.name} as unit(s) {', '.join(map(str, units))} on "
+              f"{sim.host}:{sim.port}; Ctrl-C stops", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m simulator.modbus --profile eastron-sdm630 --unit 1 --port 5020``."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.modbus",
+                                     description="Serve simulated Modbus devices over TCP.")
+    parser.add_argument("--profile", required=True, help="shipped profile name or TOML path")
+    parser.add_argument("--unit", type=int, action="append",
+                        help="unit id (repeat for several devices; default 1)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5020)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.profile, args.unit or [1], args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
