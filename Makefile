@@ -1,5 +1,5 @@
 # firewarden: `make demo` runs the simulated community end to end; `make test` is what CI runs.
-.PHONY: setup demo test lint typecheck unit check clean
+.PHONY: setup demo test lint typecheck unit check bench clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,6 +21,10 @@ test: setup lint typecheck
 
 unit: setup
 	$(VENV)/bin/pytest -q tests/unit
+
+bench: setup
+	$(PY) -m bench.bench_planner
+	$(PY) -m bench.bench_rtu_bus
 
 check: setup
 	$(VENV)/bin/firewarden check -c examples/demo.toml

@@ -1,4 +1,4 @@
-"""``firewarden`` command line: run, check, read, demo."""
+"""``firewarden`` command line: run, check, read, scan, demo."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.config import ConfigError, LoadedConfig, load_config
 from daemon.plan import render_plan
+
+if TYPE_CHECKING:  # the scan's I/O stack loads only when scanning
+    from daemon.scan import ScanResult
 
 EXIT_CONFIG = 2
 EXIT_DEVICE = 3
@@ -25,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_CONFIG
     _setup_logging(getattr(args, "log_level", None) or "INFO")
-    handler = {"run": _run, "check": _check, "read": _read, "demo": _demo}[args.command]
+    handler = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
+               "demo": _demo}[args.command]
     return handler(args)
 
 
@@ -46,6 +51,30 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
     read.add_argument("--device", required=True, help="device name from the config")
     read.add_argument("--json", action="store_true", help="print a JSON list")
+
+    scan = sub.add_parser(
+        "scan", help="find the devices on a bus and guess their profiles",
+        description="Probe unit ids on a serial bus (--port DEVICE) or a Modbus TCP gateway "
+                    "(--host HOST [--port 502]) and list the responders with a guessed profile. "
+                    "Exit 0 if any device answered, 1 if none did, 2 on bad arguments.")
+    scan.add_argument("--host", help="Modbus TCP device or gateway (then --port is a TCP port)")
+    scan.add_argument("--port", help="serial device (e.g. /dev/ttyUSB0), or the TCP port with "
+                                     "--host (default 502)")
+    scan.add_argument("--baudrate", type=int, default=9600, help="serial speed (default 9600)")
+    scan.add_argument("--parity", choices=["N", "E", "O"], default="N",
+                      help="serial parity (default N)")
+    scan.add_argument("--units", help="unit ids, e.g. 1-10,15 (default 1-247)")
+    scan.add_argument("--timeout", type=float, default=0.3, metavar="SECONDS",
+                      help="wait per unit before calling it silent (default 0.3)")
+    scan.add_argument("--rtu-over-tcp", action="store_true",
+                      help="the gateway at --host forwards RTU frames as they are")
+    scan.add_argument("--json", action="store_true", help="print a JSON list")
+
+    gb = sub.add_parser("gb26875", help="GB/T 26875.3 fire-panel frames (field debugging)")
+    gb_sub = gb.add_subparsers(dest="gb_command", metavar="ACTION", required=True)
+    decode = gb_sub.add_parser("decode", help="decode one captured frame given in hex")
+    decode.add_argument("hex", nargs="+", help="frame bytes in hex (spaces, ':' and 0x allowed)")
+    decode.add_argument("--json", action="store_true", help="print nested JSON")
 
     demo = sub.add_parser("demo", help="simulated community + private broker + InfluxDB + daemon")
     demo.add_argument("--var", type=Path, default=Path("var/demo"),
@@ -125,6 +154,100 @@ def _read(args: argparse.Namespace) -> int:
             name = f"{r.quantity.value}{'/' + r.channel if r.channel else ''}"
             flag = "" if r.good else "  (bad quality)"
             print(f"{name:<24} {r.value:>14.4g} {r.unit}{flag}")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from daemon import scan
+    from drivers.modbus.transport import ModbusError, UnsupportedBusError
+
+    try:
+        bus = scan.scan_bus(host=args.host, port=args.port, baudrate=args.baudrate,
+                            parity=args.parity, timeout=args.timeout,
+                            rtu_over_tcp=args.rtu_over_tcp)
+        lowest, highest = scan.unit_range(bus)
+        units = scan.parse_units(args.units or "1-247", lowest=lowest, highest=highest)
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    found = 0
+    with Progress(TextColumn("scanning {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[found]} found"), TimeElapsedColumn(), console=err,
+                  transient=True, disable=args.json or not err.is_terminal) as bar:
+        task = bar.add_task(bus.endpoint, total=len(units), found=0)
+
+        def advance(unit: int, result: scan.ScanResult | None) -> None:
+            nonlocal found
+            found += result is not None
+            bar.update(task, advance=1, found=found)
+
+        try:
+            results = asyncio.run(scan.scan(bus, units, progress=advance))
+        except (UnsupportedBusError, ValueError) as exc:  # settings no transport accepts
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except (ModbusError, OSError) as exc:  # the bus itself could not be opened
+            print(f"error: scanning {bus.endpoint} failed: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], ensure_ascii=False, indent=2))
+    else:
+        _print_scan(results, bus.endpoint, len(units))
+    return 0 if results else 1
+
+
+def _one_line(exc: ValueError) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                         for e in exc.errors())
+    return str(exc)
+
+
+def _print_scan(results: Sequence[ScanResult], endpoint: str, probed: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    if not out.is_terminal:  # piped: rich would assume 80 columns and wrap every row
+        out = Console(width=160)
+    if not results:
+        out.print(f"no device answered on {endpoint} ({probed} unit ids probed)")
+        return
+    table = Table(title=f"{len(results)} device(s) on {endpoint}")
+    numbers = ("unit", "score", "confidence")
+    for column in ("unit", "profile", "score", "confidence", "values", "runner-up"):
+        table.add_column(column, justify="right" if column in numbers else "left",
+                         no_wrap=column != "values")
+    for result in results:
+        best, second = result.best, result.runner_up
+        values = ", ".join(f"{r.quantity.value}{'/' + r.channel if r.channel else ''} "
+                           f"{r.value:.4g}{(' ' + r.unit) if r.unit else ''}"
+                           for r in result.key_values())
+        table.add_row(str(result.unit), best.profile if best else "unknown",
+                      f"{best.score:.1f}" if best else "-", f"{result.confidence:.2f}", values,
+                      f"{second.profile} ({second.score:.1f})" if second else "-")
+    out.print(table)
+
+
+def _gb26875(args: argparse.Namespace) -> int:
+    from drivers.gb26875.codec import decode_hex, describe, frame_to_json
+
+    try:
+        frame = decode_hex(" ".join(args.hex))
+    except ValueError as exc:  # FrameError is a ValueError carrying the reason
+        reason = getattr(getattr(exc, "reason", None), "value", "not_hex")
+        print(f"error: {reason}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(frame_to_json(frame), ensure_ascii=False, indent=2))
+    else:
+        print(describe(frame))
     return 0
 
 

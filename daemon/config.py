@@ -24,7 +24,9 @@ from pydantic import (
 )
 
 from drivers.durations import Duration, parse_duration
-from drivers.profile import Profile, ProfileError, load_profile
+from drivers.modbus.planner import wire_time_ms
+from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
+from drivers.profile import Profile, ProfileError, Workarounds, load_profile
 
 __all__ = ["Duration", "parse_duration"]  # re-exported for callers of the config
 
@@ -133,6 +135,8 @@ class DeviceConfig(_Frozen):
     rated_current: Annotated[float, Field(gt=0, le=6300)] | None = None  # A, breaker In
     breaker_curve: Literal["B", "C", "D"] = "C"
     enabled: bool = True
+    # This unit's quirks, on top of its profile's (e.g. one meter with old firmware).
+    workarounds: Workarounds | None = None
 
     def tags(self) -> dict[str, str]:
         """Location tags for InfluxDB and alarm context (empty ones left out)."""
@@ -238,6 +242,8 @@ def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError([_format_error(err) for err in exc.errors()]) from exc
     errors, profiles = _cross_check(config, path.parent)
+    if not errors:
+        errors = _line_budget(config, profiles)
     if errors:
         raise ConfigError(errors)
     return LoadedConfig(config=config, profiles=profiles, path=path)
@@ -266,13 +272,42 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
                 errors.append(f"{where}.unit: {device.unit} already used by {owner} on bus "
                               f"{bus.name}")
         try:
-            profiles[device.name] = load_profile(device.profile, base_dir)
+            profile = load_profile(device.profile, base_dir)
         except ProfileError as exc:
             errors.append(f"{where}.profile: {exc}")
             continue
+        profiles[device.name] = _with_device_quirks(profile, device.workarounds)
         if device.kind == "incomer" and device.rated_current is None:
             errors.append(f"{where}.rated_current: an incomer needs its breaker rating (A)")
     return errors, profiles
+
+
+def _line_budget(config: Config, profiles: Mapping[str, Profile]) -> list[str]:
+    """Serial lines whose poll plan needs more wire time than a second has are refused."""
+    errors: list[str] = []
+    for i, bus in enumerate(config.buses):
+        if bus.type == "tcp":
+            continue
+        ms_per_s = 0.0
+        for device in config.devices:
+            if device.bus == bus.name and device.enabled:
+                polled = PolledDevice(config=device, profile=profiles[device.name])
+                for interval, requests in device_plan(polled, bus_cost(bus, polled.profile)):
+                    ms_per_s += wire_time_ms(requests, baudrate=bus.baudrate) / interval
+        if ms_per_s > 1000:
+            errors.append(f"bus[{i}]: its devices' polls need ~{ms_per_s:.0f} ms of line time "
+                          f"per second at {bus.baudrate} baud ({ms_per_s / 10:.0f}% of the line); "
+                          f"poll more slowly, split the line or raise the baud rate")
+    return errors
+
+
+def _with_device_quirks(profile: Profile, quirks: Workarounds | None) -> Profile:
+    """The profile with the keys a device's own [device.workarounds] sets overriding it."""
+    if quirks is None or not quirks.model_fields_set:
+        return profile
+    merged = profile.workarounds.model_copy(
+        update={k: getattr(quirks, k) for k in quirks.model_fields_set})
+    return profile.model_copy(update={"workarounds": merged})
 
 
 def _unique_names(errors: list[str], table: str, names: list[str]) -> None:

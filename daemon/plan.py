@@ -5,7 +5,7 @@ from __future__ import annotations
 from daemon.app import device_rules
 from daemon.config import LoadedConfig
 from drivers.modbus.planner import wire_time_ms
-from drivers.modbus.poller import PolledDevice, device_plan
+from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 
 
 def render_plan(loaded: LoadedConfig) -> str:
@@ -32,7 +32,8 @@ def render_plan(loaded: LoadedConfig) -> str:
         bus_ms = 0.0
         for device in devices:
             profile = loaded.profiles[device.name]
-            groups = device_plan(PolledDevice(config=device, profile=profile))
+            groups = device_plan(PolledDevice(config=device, profile=profile),
+                                 bus_cost(bus, profile))
             where = "/".join(v for v in (device.building, device.box, device.circuit) if v)
             state = "" if device.enabled else " (disabled)"
             n_requests = sum(len(reqs) for _, reqs in groups)

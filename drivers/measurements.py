@@ -95,7 +95,8 @@ QUANTITIES: dict[Quantity, QuantitySpec] = {
     Quantity.ONLINE: _q("", "device_health", "online", "device answered its last poll"),
     Quantity.LATENCY: _q("ms", "device_health", "latency_ms", "poll round-trip time"),
     Quantity.ERRORS: _q("", "device_health", "errors", "failed polls since start"),
-    Quantity.CRC_ERRORS: _q("", "device_health", "crc_errors", "CRC errors since start"),
+    Quantity.CRC_ERRORS: _q("", "device_health", "crc_errors",
+                              "garbled answers (CRC or framing errors) since start"),
 }
 
 

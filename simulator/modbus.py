@@ -155,6 +155,17 @@ class SimulatedDevice:
     def fail(self, value: bool) -> None:
         self.context.fail = value
 
+    def answer(self, function: int, address: int, count: int) -> list[int] | list[bool] | int:
+        """What the device answers to a read (function 1-4): the values, or a Modbus exception
+        code (holes, busy, fail and reads past the map behave as over TCP). Other servers,
+        such as the RTU simulator, serve the same datastore through this."""
+        if function not in _FC.values():
+            return int(ExcCodes.ILLEGAL_FUNCTION)
+        result = self.context.getValues(function, address, count)
+        if isinstance(result, list):
+            return result
+        return int(result)
+
     def point(self, quantity: str, channel: str | None = None) -> Point:
         key = f"{quantity}/{channel}" if channel else quantity
         try:

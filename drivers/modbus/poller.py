@@ -7,6 +7,12 @@ grid. A failing device backs off alone (capped, jittered exponential) while its 
 their slots; a busy device is retried without touching the link; a broken link is closed and
 reconnected with its own capped backoff. Logging follows transitions: the first failure at
 ERROR, repeats at DEBUG, one INFO line on recovery.
+
+Which failures are whose: a Modbus exception, a timeout (``ModbusTimeoutError``) or a garbled
+answer (``ModbusFrameError``) is the device's, so only that device backs off and the link stays
+open; only ``ModbusLinkError`` closes and reconnects the link. A poll stops at its device's
+first failure, so a dead unit on a shared serial line costs its neighbours at most one timeout
+per attempt, and its backoff spaces the attempts out.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Protocol, Self
 
 from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import decode_bit, decode_point
-from drivers.modbus.planner import ReadRequest, plan_requests
+from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
 from drivers.modbus.transport import (
     BusSettings,
     ModbusDeviceError,
@@ -95,7 +101,14 @@ def point_interval(point: Point, device_poll: float) -> float:
     return device_poll if point.poll is None else point.poll
 
 
-def plan_points(profile: Profile, points: Sequence[Point]) -> list[ReadRequest]:
+def bus_cost(bus: BusSettings, profile: Profile) -> BusCost:
+    """The planner's cost model for this bus and device: baud rate, framing, extra pause."""
+    return BusCost.for_bus(bus.type, baudrate=bus.baudrate,
+                           turnaround_ms=1000 * _pause(bus, profile))
+
+
+def plan_points(profile: Profile, points: Sequence[Point],
+                cost: BusCost | None = None) -> list[ReadRequest]:
     """Read requests for some of a profile's points, honouring its workarounds."""
     quirks = profile.workarounds
     if quirks.one_request_per_point:
@@ -103,15 +116,16 @@ def plan_points(profile: Profile, points: Sequence[Point]) -> list[ReadRequest]:
         ordered = sorted(points, key=lambda p: (tables.index(p.table), p.address))
         return [ReadRequest(p.table, p.address, p.width, (p,)) for p in ordered]
     return plan_requests(points, max_registers=quirks.max_registers, max_bits=quirks.max_bits,
-                         holes=profile.holes)
+                         holes=profile.holes, cost=cost)
 
 
-def device_plan(device: PolledDevice) -> list[tuple[float, list[ReadRequest]]]:
+def device_plan(device: PolledDevice,
+                cost: BusCost | None = None) -> list[tuple[float, list[ReadRequest]]]:
     """(interval, requests) per poll group of a device, fastest group first."""
     groups: dict[float, list[Point]] = {}
     for point in device.profile.points:
         groups.setdefault(point_interval(point, device.config.poll), []).append(point)
-    return [(interval, plan_points(device.profile, pts))
+    return [(interval, plan_points(device.profile, pts, cost))
             for interval, pts in sorted(groups.items())]
 
 
@@ -174,7 +188,7 @@ def _pause(bus: BusSettings, profile: Profile) -> float:
 async def read_once(bus: BusSettings, device: PolledDevice,
                     clock: Clock = time.time) -> list[Reading]:
     """Read every point of one device once (``firewarden read``); raises ModbusError."""
-    requests = plan_points(device.profile, device.profile.points)
+    requests = plan_points(device.profile, device.profile.points, bus_cost(bus, device.profile))
     async with make_transport(bus) as transport:
         ts = clock()
         responses, _ = await _read_all(transport, asyncio.Lock(), requests,
@@ -226,7 +240,7 @@ class BusPoller:
             if not device.config.enabled:
                 continue
             state = _DeviceState(device)
-            for interval, requests in device_plan(device):
+            for interval, requests in device_plan(device, bus_cost(bus, device.profile)):
                 self._jobs.append(_Job(state, interval, requests, seq=len(self._jobs)))
         self._link_failures = 0
         self._link_retry_at = 0.0
@@ -290,6 +304,7 @@ class BusPoller:
                 self._transport, self._lock, job.requests, unit=config.unit,
                 busy_retries=self._bus.retries, pause=_pause(self._bus, state.device.profile))
         except ModbusError as exc:
+            # timeouts and garbled frames are the device's: the port stays open for the others
             if isinstance(exc, ModbusLinkError) or (
                     state.device.profile.workarounds.close_on_error):
                 await self._transport.close()  # the next transaction reconnects
@@ -343,7 +358,9 @@ class BusPoller:
 
     def _health(self, state: _DeviceState, ts: float, *, online: bool,
                 latency_ms: float | None) -> None:
-        """ONLINE and ERRORS after every attempt; LATENCY only when there was an answer."""
+        """ONLINE, ERRORS and CRC_ERRORS after every attempt; LATENCY only when there was an
+        answer. CRC_ERRORS counts every garbled answer (bad CRC or framing) the transport saw
+        from the device since start, a measure of the wiring rather than of the device."""
         self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ONLINE,
                            value=1.0 if online else 0.0))
         if latency_ms is not None:
@@ -351,6 +368,9 @@ class BusPoller:
                                value=round(latency_ms, 3)))
         self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ERRORS,
                            value=float(state.errors)))
+        garbled = self._transport.stats(state.device.config.unit).garbled
+        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.CRC_ERRORS,
+                           value=float(garbled)))
 
     def _emit(self, reading: Reading) -> None:
         try:

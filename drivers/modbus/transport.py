@@ -1,16 +1,23 @@
 """Modbus transports: one connection to one bus, one read at a time, no policy.
 
-A transport turns failures into two kinds the poller can act on: ``ModbusDeviceError`` (the
-device answered with a Modbus exception; the link is fine) and ``ModbusLinkError`` (timeout,
-refused or lost connection, garbled answer; the caller closes and reconnects). pymodbus's own
-retries and reconnects are switched off because the poller owns that policy per bus.
+A transport turns failures into kinds the poller can act on:
 
-Only Modbus TCP exists so far; RTU and RTU-over-TCP transports will implement the same
-``ModbusTransport`` protocol and be built by ``make_transport``.
+- ``ModbusDeviceError``: the device answered with a Modbus exception; the link is fine.
+- ``ModbusTimeoutError`` and ``ModbusFrameError`` (``CrcError``, ``FrameError``): one device
+  on a serial line did not answer, or answered garbage. The port stays open, because the other
+  devices on the same line are unaffected; only that device backs off.
+- ``ModbusLinkError``: the link itself failed (refused or lost connection, unplugged adapter;
+  on Modbus TCP also timeouts and malformed answers); the caller closes and reconnects.
+
+pymodbus's own retries and reconnects are switched off because the poller owns that policy per
+bus. Modbus TCP runs on pymodbus; RTU and RTU-over-TCP use our own framing
+(``drivers.modbus.rtu``, ``drivers.modbus.serial``) so that line timing and error kinds are
+exact. ``make_transport`` is the only place that knows which classes exist.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
@@ -49,6 +56,39 @@ class ModbusLinkError(ModbusError):
     """No usable answer: timeout, connection refused or lost, malformed reply. Reconnect."""
 
 
+class ModbusTimeoutError(ModbusError):
+    """The device did not answer in time. A device fault: the link stays open."""
+
+
+class ModbusFrameError(ModbusError):
+    """The answer was garbled or did not fit the request. A device (or wiring) fault: the
+    link stays open."""
+
+
+class CrcError(ModbusFrameError):
+    """The answer's CRC does not match: line noise, a baud-rate mismatch, a collision."""
+
+
+class FrameError(ModbusFrameError):
+    """A clean (or truncated) frame that does not answer the request: other unit or function,
+    wrong byte count, wrong length."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """Per-unit transaction faults a transport has seen since it was made (across
+    reconnects)."""
+
+    crc_errors: int = 0
+    frame_errors: int = 0
+    timeouts: int = 0
+
+    @property
+    def garbled(self) -> int:
+        """Answers that arrived but could not be used (CRC or framing)."""
+        return self.crc_errors + self.frame_errors
+
+
 class UnsupportedBusError(NotImplementedError):
     """The bus type is valid config but has no transport yet."""
 
@@ -72,10 +112,16 @@ class BusSettings(Protocol):
     def retries(self) -> int: ...
     @property
     def baudrate(self) -> int: ...
+    @property
+    def parity(self) -> str: ...
+    @property
+    def stopbits(self) -> int: ...
+    @property
+    def bytesize(self) -> int: ...
 
 
 class ModbusTransport(Protocol):
-    """One bus connection. ``read`` raises ``ModbusDeviceError`` or ``ModbusLinkError``."""
+    """One bus connection. ``read`` raises a ``ModbusError`` subclass (see the module doc)."""
 
     @property
     def endpoint(self) -> str: ...
@@ -94,6 +140,10 @@ class ModbusTransport(Protocol):
     async def read(self, table: RegisterType, address: int, count: int,
                    unit: int) -> list[int] | list[bool]:
         """``count`` registers (or bits) of ``table`` from ``address`` of device ``unit``."""
+        ...
+
+    def stats(self, unit: int) -> LinkStats:
+        """Faults seen talking to ``unit`` so far (zeros where the transport cannot tell)."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -170,6 +220,10 @@ class ModbusTcpTransport:
                                   f"asked for {count}")
         return registers
 
+    def stats(self, unit: int) -> LinkStats:
+        # TCP has its own checksums and pymodbus does the framing: nothing to count here
+        return LinkStats()
+
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
@@ -181,10 +235,23 @@ class ModbusTcpTransport:
 
 def make_transport(bus: BusSettings) -> ModbusTransport:
     """The transport for a bus's type; the only place that knows which classes exist."""
+    # imported here: the serial transports import this module's errors
+    from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
+
     if bus.type == "tcp":
         if not bus.host or not isinstance(bus.port, int):
             raise ValueError(f"bus {bus.name}: tcp needs host and an integer port")
         return ModbusTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout)
-    raise UnsupportedBusError(
-        f"bus {bus.name}: type {bus.type!r} is not supported yet (only 'tcp' is); "
-        f"use a Modbus TCP gateway for now")
+    if bus.type == "rtu-over-tcp":
+        if not bus.host or not isinstance(bus.port, int):
+            raise ValueError(f"bus {bus.name}: rtu-over-tcp needs host and an integer port")
+        return ModbusRtuOverTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout,
+                                         pause=bus.pause)
+    if bus.type == "rtu":
+        if not isinstance(bus.port, str) or not bus.port:
+            raise ValueError(f"bus {bus.name}: rtu needs port = a serial device path")
+        return ModbusRtuTransport(port=bus.port, baudrate=bus.baudrate, parity=bus.parity,
+                                  stopbits=bus.stopbits, bytesize=bus.bytesize,
+                                  timeout=bus.timeout, pause=bus.pause)
+    raise UnsupportedBusError(f"bus {bus.name}: type {bus.type!r} is not supported")
+

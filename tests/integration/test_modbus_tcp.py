@@ -19,8 +19,6 @@ from drivers.modbus.transport import (
     ModbusDeviceError,
     ModbusLinkError,
     ModbusTcpTransport,
-    UnsupportedBusError,
-    make_transport,
 )
 from drivers.profile import Profile, RegisterType, load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
@@ -301,15 +299,6 @@ async def test_broken_emit_does_not_stop_polling(sim: ModbusTcpSimulator,
         await got.wait(lambda: got.of("m1", Quantity.ONLINE), "a reading after the failures")
     assert calls > 40
     assert got.of("m1", Quantity.ONLINE)[-1].value == 1.0
-
-
-def test_unsupported_bus_types_are_refused() -> None:
-    """rtu buses fail with a clear message until their transport exists."""
-    rtu = BusConfig(name="b12", type="rtu", port="/dev/ttyUSB0")
-    with pytest.raises(UnsupportedBusError, match="not supported yet"):
-        make_transport(rtu)
-    with pytest.raises(NotImplementedError, match="b12"):
-        BusPoller(bus=rtu, devices=[], emit=lambda r: None)
 
 
 @pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed")

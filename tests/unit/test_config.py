@@ -96,3 +96,16 @@ def test_parse_duration_rejects(text: object) -> None:
     """Anything else is refused with the value in the message."""
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_device_workarounds_override_profile(tmp_path: Path) -> None:
+    """[device.workarounds] changes only the keys it sets, for that device only."""
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    raw["device"][0]["workarounds"] = {"max_registers": 40, "pause_after_ms": 25}
+    loaded = validate_config(raw, EXAMPLE)
+    quirks = loaded.profiles["b12-box1-main"].workarounds
+    assert (quirks.max_registers, quirks.pause_after_ms, quirks.max_bits) == (40, 25.0, 2000)
+    assert loaded.profiles["b12-box2-main"].workarounds.max_registers == 125
+    raw["device"][0]["workarounds"] = {"max_registers": 400}
+    with pytest.raises(ConfigError, match=r"device\[0\]\.workarounds\.max_registers: Input"):
+        validate_config(raw, EXAMPLE)
