@@ -195,7 +195,7 @@ def _describe_object(obj: AduObject) -> str:
             parts.append(f"{field.name}=[{', '.join(active) or 'none'}]")
         elif isinstance(value, datetime):
             parts.append(f"{field.name}={value:%Y-%m-%d %H:%M:%S}")
-        elif field.name in ("time", "since") and value is None:
+        elif field.name == "time" and value is None:
             parts.append(f"{field.name}=invalid")
         elif field.name == "system_type":
             parts.append(f"system={system_type_name(value, zh=True)} ({value})")

@@ -1,0 +1,502 @@
+"""GB/T 26875.3 receiver for fire-panel UITDs over a serial line or TCP (the thin shell).
+
+``FirePanelLink`` listens to one or more user information transmission devices (UITDs) and
+hands every valid frame to ``on_frame``. Three transports:
+
+- ``serial``: a tty (RS-232/485 adapter) through pyserial-asyncio-fast; reopened with backoff
+  when the adapter goes away;
+- ``tcp-server``: UITDs connect to us on ``host:port``; any number of connections at once;
+- ``tcp-client``: we connect to ``host:port`` and reconnect with capped, jittered exponential
+  backoff when the connection fails or drops.
+
+Receive rules (domain.md §3), in the order they happen inside ``data_received``:
+
+1. bytes go through a ``StreamDecoder`` decoding with ``strict_time=False``: a frame whose
+   time label is impossible (a panel clock never set) is still a frame, with ``time=None``;
+   a fire alarm is never NAKed for a bad clock;
+2. a valid send-data (2) frame is ACKed (confirm, 3) with its own serial number; an empty one
+   is a heartbeat (liveness only, not delivered);
+3. every other valid frame with data (send data, response, user commands) is delivered to
+   ``on_frame`` once: a resend with the same (source address, serial number) and the same ADU
+   bytes within ``RESEND_WINDOW`` seconds (and among the last ``RESEND_MEMORY`` serials of that
+   source) is ACKed again but not delivered again. The same serial with a different ADU is a
+   new frame (serials wrap) and is delivered: a fire is never dropped as a "duplicate";
+4. a complete frame that fails its checksum or content checks is NAKed (deny, 6) when its
+   serial number can be read from its bytes; garbage between frames is only counted.
+
+Fire first: nothing here does bulk work, and ``on_frame`` runs synchronously in the receive
+path, so it must be quick (append to a queue). Whatever it raises is caught, logged and
+counted (``callback_errors``); the link keeps running.
+
+Liveness: the link is ``online`` while it has a connection and has heard a valid frame (or
+got the connection) within ``heartbeat_timeout`` seconds; otherwise it is a communication
+fault, logged once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Literal, Self
+
+import serial_asyncio_fast
+
+from drivers.gb26875.codec import (
+    MAX_ADU,
+    MAX_FRAME,
+    Command,
+    Frame,
+    FrameError,
+    FrameErrorReason,
+    Header,
+    StreamDecoder,
+    ack_for,
+    decode_frame,
+    encode_frame,
+    nak_for,
+)
+from drivers.measurements import Quantity, Reading
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["serial", "tcp-server", "tcp-client"]
+
+RESEND_MEMORY = 256  # serials remembered per source address
+RESEND_WINDOW = 600.0  # s a serial stays remembered (the standard resends within ~30 s)
+MAX_SOURCES = 1024  # source addresses remembered; the least recently heard is forgotten
+
+_START = b"@@"
+_END = b"##"
+_OVERHEAD = 30
+_LENGTH_AT = 24
+# Errors about complete candidates (as opposed to skipped runs of bytes): these have a serial.
+_CANDIDATE_REASONS = frozenset({
+    FrameErrorReason.BAD_CHECKSUM, FrameErrorReason.BAD_LENGTH, FrameErrorReason.UNKNOWN_TYPE,
+    FrameErrorReason.UNKNOWN_COMMAND, FrameErrorReason.BAD_TIME,
+})
+_NO_REPLY_COMMANDS = frozenset({int(Command.CONFIRM), int(Command.DENY)})
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with +-``jitter`` (fraction), so reconnects do not align."""
+
+    base: float = 1.0
+    cap: float = 30.0
+    jitter: float = 0.2
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (``failures`` >= 1)."""
+        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
+        return min(self.cap, raw * (1.0 + self.jitter * (2.0 * rand() - 1.0)))
+
+
+class ResendFilter:
+    """Remembers (source, serial, ADU fingerprint) to recognise resends (pure: time is passed).
+
+    Per source, the last ``memory`` serials heard within ``window`` seconds are kept.
+    """
+
+    def __init__(self, *, memory: int = RESEND_MEMORY, window: float = RESEND_WINDOW,
+                 max_sources: int = MAX_SOURCES) -> None:
+        self._memory = memory
+        self._window = window
+        self._max_sources = max_sources
+        self._sources: OrderedDict[Hashable, OrderedDict[int, tuple[int, float]]] = OrderedDict()
+
+    def seen(self, source: Hashable, serial: int, fingerprint: int, now: float) -> bool:
+        """Record this frame; True if it is a resend of one recorded within the window."""
+        serials = self._sources.get(source)
+        if serials is None:
+            serials = self._sources[source] = OrderedDict()
+            if len(self._sources) > self._max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(source)
+        previous = serials.pop(serial, None)
+        serials[serial] = (fingerprint, now)
+        while len(serials) > self._memory:
+            serials.popitem(last=False)
+        return (previous is not None and previous[0] == fingerprint
+                and 0.0 <= now - previous[1] <= self._window)
+
+
+@dataclass
+class LinkState:
+    """Counters and liveness of one link; counters run from start and survive reconnects.
+
+    ``frames`` counts valid frames (data, heartbeats and resends); ``errors`` counts every
+    defect: undecodable bytes (NAKed or not) and ``on_frame`` failures (also in
+    ``callback_errors``). Times are from the link's ``clock`` (unix seconds).
+    """
+
+    connected: bool = False
+    connections: int = 0
+    online: bool = False
+    connected_at: float | None = None
+    last_frame_at: float | None = None
+    frames: int = 0
+    delivered: int = 0
+    heartbeats: int = 0
+    acks: int = 0
+    naks: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    callback_errors: int = 0
+
+
+def _label(ts: float) -> datetime | None:
+    """Our time label for replies: local naive time, None when it cannot be sent."""
+    try:
+        now = datetime.fromtimestamp(ts)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return now if 2000 <= now.year <= 2255 else None
+
+
+def _candidate_size(buf: bytes | bytearray, pos: int) -> int:
+    """Size of a complete ``@@ .. ##`` envelope at ``pos``, or 0."""
+    if len(buf) - pos < _LENGTH_AT + 2:
+        return 0
+    adu_len = int.from_bytes(buf[pos + _LENGTH_AT:pos + _LENGTH_AT + 2], "little")
+    size = _OVERHEAD + adu_len
+    if adu_len > MAX_ADU or len(buf) - pos < size or buf[pos + size - 2:pos + size] != _END:
+        return 0
+    return size
+
+
+class _Connection(asyncio.Protocol):
+    """One byte stream (a TCP connection or the tty): its decoder and its reply channel."""
+
+    def __init__(self, link: FirePanelLink, label: str) -> None:
+        self.link = link
+        self.label = label
+        self.decoder = StreamDecoder(strict_time=False)
+        self.transport: asyncio.WriteTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        # the recent bytes, to find the serial number of a candidate the decoder rejected
+        self.recent = bytearray()
+        self.recent_base = 0  # stream offset of recent[0]
+        self.nak_floor = 0  # stream offset from which rejected candidates are searched
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.label = f"{peer[0]}:{peer[1]}"
+        self.link._opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.link._received(self, data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link._lost(self, exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send(self, frame: Frame) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_frame(frame))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def rejected_candidate(self, error: FrameError) -> bytes | None:
+        """The bytes of the complete candidate the decoder rejected with ``error``, if found."""
+        buf = self.recent
+        pos = max(0, self.nak_floor - self.recent_base)
+        while (pos := buf.find(_START, pos)) >= 0:
+            size = _candidate_size(buf, pos)
+            if size:
+                candidate = bytes(buf[pos:pos + size])
+                try:
+                    decode_frame(candidate, strict_time=False)
+                except FrameError as err:
+                    if err == error:
+                        self.nak_floor = self.recent_base + pos + 1
+                        return candidate
+            pos += 1
+        return None
+
+
+class FirePanelLink:
+    """Receives GB/T 26875.3 frames from fire-panel UITDs; an async context manager.
+
+    ``port`` is the tty path for ``serial`` and the TCP port otherwise (0 for ``tcp-server``
+    picks a free one, see ``listening_port``); ``host`` is the address to listen on (None:
+    all) or to connect to. ``address`` is our 6-byte address, the source of our ACK/NAK
+    replies; 0 answers from the destination address the UITD used (whatever it calls us).
+    ``backoff`` paces reopening the tty and reconnecting as a TCP client.
+    """
+
+    def __init__(self, *, name: str, transport: Transport, port: str | int,
+                 host: str | None = None, baudrate: int = 9600,
+                 on_frame: Callable[[Frame], None], clock: Callable[[], float] = time.time,
+                 address: int = 0, heartbeat_timeout: float = 90.0,
+                 backoff: Backoff = Backoff()) -> None:
+        if transport not in ("serial", "tcp-server", "tcp-client"):
+            raise ValueError(f"fire panel {name}: unknown transport {transport!r}")
+        if transport != "serial" and not str(port).isdigit():
+            raise ValueError(f"fire panel {name}: TCP port must be a number, got {port!r}")
+        if transport == "tcp-client" and not host:
+            raise ValueError(f"fire panel {name}: tcp-client needs a host")
+        if not 0 <= address < 1 << 48:
+            raise ValueError(f"fire panel {name}: address {address} does not fit 6 bytes")
+        if heartbeat_timeout <= 0:
+            raise ValueError(f"fire panel {name}: heartbeat_timeout must be positive")
+        self.name = name
+        self.transport: Transport = transport
+        self._port = port
+        self._host = host
+        self._baudrate = baudrate
+        self._on_frame = on_frame
+        self._clock = clock
+        self._address = address
+        self.heartbeat_timeout = heartbeat_timeout
+        self._backoff = backoff
+        self.state = LinkState()
+        self._resends = ResendFilter()
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._error_logged = False
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def listening_port(self) -> int | None:
+        """The TCP port a ``tcp-server`` link listens on (useful with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def online(self, now: float) -> bool:
+        """Connected and heard from (or connected) within ``heartbeat_timeout`` of ``now``."""
+        s = self.state
+        heard = max((t for t in (s.last_frame_at, s.connected_at) if t is not None),
+                    default=None)
+        return s.connected and heard is not None and now - heard <= self.heartbeat_timeout
+
+    def health_readings(self, now: float) -> list[Reading]:
+        """ONLINE (1/0) and ERRORS (defects since start) for the panel as a device."""
+        return [
+            Reading(ts=now, device=self.name, quantity=Quantity.ONLINE,
+                    value=1.0 if self.online(now) else 0.0),
+            Reading(ts=now, device=self.name, quantity=Quantity.ERRORS,
+                    value=float(self.state.errors)),
+        ]
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        if self.transport == "tcp-server":
+            # fails loudly at startup when the port is taken: a listener that never listens
+            # would be a silent fire-alarm outage
+            self._server = await loop.create_server(
+                lambda: _Connection(self, "tcp"), self._host, int(self._port))
+            log.info("fire panel %s: listening on %s:%s", self.name, self._host or "*",
+                     self.listening_port)
+        else:
+            self._tasks.append(asyncio.create_task(
+                self._keep_connected(), name=f"gb26875-connect:{self.name}"))
+        self._tasks.append(asyncio.create_task(self._watch(),
+                                               name=f"gb26875-watchdog:{self.name}"))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        for conn in list(self._connections):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(conn.closed)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- background loops ---------------------------------------------------------------------
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self, str(self._port))
+        if self.transport == "serial":
+            # exclusive: a second reader on the same line would steal half the frames
+            await serial_asyncio_fast.create_serial_connection(
+                loop, lambda: conn, str(self._port), baudrate=self._baudrate, exclusive=True)
+        else:
+            await loop.create_connection(lambda: conn, str(self._host), int(self._port))
+        return conn
+
+    async def _keep_connected(self) -> None:
+        """Serial and tcp-client: (re)open the link whenever it is down, with backoff."""
+        failures = 0
+        where = self._port if self.transport == "serial" else f"{self._host}:{self._port}"
+        while True:
+            try:
+                conn = await self._open()
+            except OSError as exc:  # serial.SerialException is an OSError too
+                failures += 1
+                delay = self._backoff.delay(failures)
+                level = logging.ERROR if failures == 1 else logging.DEBUG
+                log.log(level, "fire panel %s: cannot open %s: %s; retrying in %.1fs",
+                        self.name, where, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("fire panel %s: %s open again after %d failed attempts", self.name,
+                         where, failures)
+            failures = 0
+            await asyncio.shield(conn.closed)
+            failures = 1  # reopen at once is pointless: the peer just went away
+            delay = self._backoff.delay(failures)
+            log.error("fire panel %s: %s closed; reopening in %.1fs", self.name, where, delay)
+            await asyncio.sleep(delay)
+
+    async def _watch(self) -> None:
+        """Turn a silent link into a communication fault (and back), logging transitions."""
+        every = min(1.0, self.heartbeat_timeout / 4)
+        while True:
+            self._check_online(self._clock())
+            await asyncio.sleep(every)
+
+    def _check_online(self, now: float) -> None:
+        online = self.online(now)
+        if online == self.state.online:
+            return
+        self.state.online = online
+        if online:
+            log.info("fire panel %s: communication up", self.name)
+        else:
+            heard = self.state.last_frame_at
+            since = "never heard" if heard is None else f"last frame {now - heard:.0f}s ago"
+            log.error("fire panel %s: communication fault (%s, timeout %gs)", self.name,
+                      since, self.heartbeat_timeout)
+
+    # -- receive path (called by _Connection; synchronous, no bulk work) ----------------------
+
+    def _opened(self, conn: _Connection) -> None:
+        self._connections.add(conn)
+        self.state.connections = len(self._connections)
+        self.state.connected = True
+        self.state.connected_at = self._clock()
+        log.info("fire panel %s: connected (%s)", self.name, conn.label)
+        self._check_online(self.state.connected_at)
+
+    def _lost(self, conn: _Connection, exc: Exception | None) -> None:
+        self._connections.discard(conn)
+        self.state.connections = len(self._connections)
+        self.state.connected = bool(self._connections)
+        for error in conn.decoder.flush():
+            self._count_error(conn, error)
+        log.info("fire panel %s: %s disconnected%s", self.name, conn.label,
+                 f" ({exc})" if exc else "")
+
+    def _received(self, conn: _Connection, data: bytes) -> None:
+        conn.recent += data
+        try:
+            items = conn.decoder.feed(data)
+        except Exception:  # the decoder never raises; if it ever does, keep the link alive
+            log.exception("fire panel %s: decoder failed on %d bytes", self.name, len(data))
+            conn.decoder = StreamDecoder(strict_time=False)
+            items = []
+        for item in items:
+            try:
+                if isinstance(item, FrameError):
+                    self._rejected(conn, item)
+                else:
+                    self._frame(conn, item)
+            except Exception:  # e.g. a reply that cannot be encoded: count, never crash
+                self.state.errors += 1
+                log.exception("fire panel %s: failed to handle %r", self.name, item)
+        excess = len(conn.recent) - 2 * MAX_FRAME
+        if excess > 0:
+            del conn.recent[:excess]
+            conn.recent_base += excess
+
+    def _reply_label(self) -> datetime | None:
+        return _label(self._clock())
+
+    def _reply(self, conn: _Connection, reply: Frame) -> None:
+        if self._address:
+            h = reply.header
+            reply = Frame(Header(serial=h.serial, version=h.version, time=h.time,
+                                 source=self._address, destination=h.destination,
+                                 command=h.command))
+        conn.send(reply)
+
+    def _frame(self, conn: _Connection, frame: Frame) -> None:
+        now = self._clock()
+        s = self.state
+        s.frames += 1
+        s.last_frame_at = now
+        if not s.online:
+            self._check_online(now)
+        h = frame.header
+        if h.command == Command.SEND_DATA:
+            self._reply(conn, ack_for(frame, now=self._reply_label()))
+            s.acks += 1
+            if not frame.raw_adu:
+                s.heartbeats += 1
+                return
+        elif h.command in _NO_REPLY_COMMANDS or not frame.raw_adu:
+            return  # confirm/deny from the UITD, empty frames: liveness only
+        if self._resends.seen(h.source, h.serial, hash(frame.raw_adu), now):
+            s.duplicates += 1
+            log.debug("fire panel %s: resend of serial %d from %d not delivered again",
+                      self.name, h.serial, h.source)
+            return
+        s.delivered += 1
+        try:
+            self._on_frame(frame)
+        except Exception:
+            s.callback_errors += 1
+            s.errors += 1
+            level = logging.ERROR if s.callback_errors == 1 else logging.DEBUG
+            log.log(level, "fire panel %s: on_frame failed (serial %d)", self.name, h.serial,
+                    exc_info=True)
+
+    def _rejected(self, conn: _Connection, error: FrameError) -> None:
+        self._count_error(conn, error)
+        if error.reason not in _CANDIDATE_REASONS:
+            return
+        candidate = conn.rejected_candidate(error)
+        if candidate is None or candidate[26] in _NO_REPLY_COMMANDS:
+            return
+        stub = Frame(Header(serial=int.from_bytes(candidate[2:4], "little"),
+                            version=(candidate[4], candidate[5]), time=None,
+                            source=int.from_bytes(candidate[12:18], "little"),
+                            destination=int.from_bytes(candidate[18:24], "little"),
+                            command=Command.SEND_DATA))
+        self._reply(conn, nak_for(stub, now=self._reply_label()))
+        self.state.naks += 1
+
+    def _count_error(self, conn: _Connection, error: FrameError) -> None:
+        self.state.errors += 1
+        level = logging.DEBUG if self._error_logged else logging.WARNING
+        self._error_logged = True
+        log.log(level, "fire panel %s: %s: %s", self.name, conn.label, error)
