@@ -1,10 +1,18 @@
 """The supervisor: builds the pipeline from a config and runs it until told to stop.
 
-    pollers --Reading--> queue --> pipeline --> influx sink (every reading)
-                                         \\--> rule engine --AlarmEvent--> MQTT + influx "alarms"
+    pollers -------Reading--> bulk queue ---\\
+    fire panels ---Reading--> fire lane -----> pipeline --> influx sink (every reading)
+                                                    \\--> rule engine --AlarmEvent--> MQTT
+                                                                                + influx "alarms"
+
+Fire first: fire and detector flags (from panels and Modbus smoke detectors) take their own
+unbounded lane with its own consumer, and the bulk consumer yields to the loop every
+``BULK_SLICE`` readings, so a fire waits for at most one slice of bulk work, never for a backlog.
+On MQTT, fire-severity events jump the outbox queue too.
 
 Components are async context managers entered in dependency order, so shutdown runs in reverse:
-pollers stop first, the pipeline drains what they queued, then MQTT and InfluxDB flush.
+pollers and panels stop first, the pipeline drains what they queued, then MQTT and InfluxDB
+flush.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from types import TracebackType
 from daemon import systemd
 from daemon.config import Config, DeviceConfig, LoadedConfig
 from daemon.notify.mqtt import MqttNotifier
+from daemon.panels import FirePanels, zone_locator
 from daemon.sinks.influx import InfluxSink
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
+from rules import fire
 from rules.engine import DeviceRules, RuleEngine
 from rules.model import AlarmEvent
 from rules.overload import OvercurrentParams
@@ -31,6 +41,8 @@ from rules.overload import OvercurrentParams
 log = logging.getLogger("firewarden")
 
 STATUS_INTERVAL = 10.0
+BULK_SLICE = 64  # bulk readings handled between yields to the loop (~1 ms of work)
+FIRE_LANE = frozenset(fire.FLAG_RULES)
 
 
 def device_rules(config: Config) -> dict[str, DeviceRules]:
@@ -44,12 +56,20 @@ def device_rules(config: Config) -> dict[str, DeviceRules]:
                 rated_current=device.rated_current, factor=oc.factor,
                 clear_factor=oc.clear_factor, on_delay=oc.on_delay)
         out[device.name] = DeviceRules(overcurrent=overcurrent, context=_context(device))
+    for panel in config.fire_panels:
+        context = {"kind": "fire-panel"} | ({"building": panel.building} if panel.building else {})
+        out[panel.name] = DeviceRules(context=context, locate=zone_locator(panel))
     return out
 
 
 def device_tags(config: Config) -> dict[str, dict[str, str]]:
-    """InfluxDB tags per device: its location plus the bus it hangs on."""
-    return {d.name: {**d.tags(), "bus": d.bus} for d in config.devices}
+    """InfluxDB tags per device: its location plus the bus it hangs on (fire panels: their
+    link, e.g. ``gb26875-tcp-server``)."""
+    tags = {d.name: {**d.tags(), "bus": d.bus} for d in config.devices}
+    for panel in config.fire_panels:
+        tags[panel.name] = {"bus": f"gb26875-{panel.transport}"} | (
+            {"building": panel.building} if panel.building else {})
+    return tags
 
 
 def _context(device: DeviceConfig) -> dict[str, str]:
@@ -59,8 +79,9 @@ def _context(device: DeviceConfig) -> dict[str, str]:
 class Pipeline:
     """Consumes readings: stores every one, runs the rules, sends alarm events on.
 
-    ``submit`` is what pollers call: synchronous, never blocks, never raises. A full queue
-    refuses (and counts) rather than stalls a bus.
+    ``submit`` is what pollers and panels call: synchronous, never blocks, never raises. A full
+    bulk queue refuses (and counts) rather than stalls a bus; the fire lane is unbounded, as
+    its readings are few and none may be refused.
     """
 
     def __init__(self, *, engine: RuleEngine, influx: InfluxSink, mqtt: MqttNotifier,
@@ -69,12 +90,16 @@ class Pipeline:
         self._influx = influx
         self._mqtt = mqtt
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
+        self._fire_lane: asyncio.Queue[Reading] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
         self.refused = 0
         self.processed = 0
         self.online: dict[str, bool] = {}
 
     def submit(self, reading: Reading) -> None:
+        if reading.quantity in FIRE_LANE:
+            self._fire_lane.put_nowait(reading)
+            return
         try:
             self._queue.put_nowait(reading)
         except asyncio.QueueFull:
@@ -84,31 +109,41 @@ class Pipeline:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + self._fire_lane.qsize()
 
     async def __aenter__(self) -> Pipeline:
-        self._task = asyncio.create_task(self._consume(), name="pipeline")
+        self._tasks = [
+            asyncio.create_task(self._consume(self._fire_lane, slice_=1), name="fire-lane"),
+            asyncio.create_task(self._consume(self._queue, slice_=BULK_SLICE), name="pipeline"),
+        ]
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        # Drain what the (already stopped) pollers queued, then stop.
+        # Drain what the (already stopped) pollers and panels queued, then stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout=5)
-        if self._task is not None:
-            self._task.cancel()
+            async with asyncio.timeout(5):
+                await self._fire_lane.join()
+                await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
-    async def _consume(self) -> None:
+    async def _consume(self, queue: asyncio.Queue[Reading], *, slice_: int) -> None:
+        handled = 0
         while True:
-            reading = await self._queue.get()
+            reading = await queue.get()  # returns without yielding while the queue has items
             try:
                 self._handle(reading)
             except Exception:  # a bug in one reading's path must not stop the daemon
                 log.exception("failed to process %s", reading)
             finally:
-                self._queue.task_done()
+                queue.task_done()
+            handled += 1
+            if handled % slice_ == 0:
+                await asyncio.sleep(0)  # let the fire lane (and everything else) run
 
     def _handle(self, reading: Reading) -> None:
         self.processed += 1
@@ -143,6 +178,8 @@ class Supervisor:
                 MqttNotifier(config=config.mqtt, site=config.site.id))
             pipeline = await stack.enter_async_context(Pipeline(
                 engine=engine, influx=influx, mqtt=mqtt, queue_size=config.daemon.queue_size))
+            await stack.enter_async_context(FirePanels(
+                panels=config.fire_panels, emit=pipeline.submit, clock=self._clock))
             for bus in config.buses:
                 devices = [PolledDevice(config=d, profile=self._loaded.profiles[d.name])
                            for d in config.devices if d.bus == bus.name and d.enabled]
@@ -151,8 +188,9 @@ class Supervisor:
                         bus=bus, devices=devices, emit=pipeline.submit, clock=self._clock))
             await stack.enter_async_context(systemd.Watchdog())
             systemd.ready()
-            log.info("running: site %s, %d buses, %d devices", config.site.id,
-                     len(config.buses), len(config.devices))
+            log.info("running: site %s, %d buses, %d devices, %d fire panels",
+                     config.site.id, len(config.buses), len(config.devices),
+                     len(config.fire_panels))
             await self._report_until(stop, pipeline, engine)
             systemd.stopping()
             log.info("stopping: flushing readings and alarms")
@@ -160,7 +198,8 @@ class Supervisor:
 
     async def _report_until(self, stop: asyncio.Event, pipeline: Pipeline,
                             engine: RuleEngine) -> None:
-        n_devices = len(self._loaded.config.devices)
+        config = self._loaded.config
+        n_devices = len(config.devices) + len(config.fire_panels)
         while not stop.is_set():
             online = sum(pipeline.online.values())
             systemd.status(

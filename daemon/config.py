@@ -145,8 +145,22 @@ class DeviceConfig(_Frozen):
                                   ("zone", self.zone), ("area", self.area)) if v}
 
 
+class FirePanelZone(_Frozen):
+    """Where a panel zone (区号) is, so a fire alarm says "12栋 3F east stairwell", not "2-3-25"."""
+
+    zone: Annotated[int, Field(ge=0, le=0xFFFF)]
+    system: Annotated[int, Field(ge=0, le=255)] | None = None  # None: any system address
+    building: str = ""  # default: the panel's building
+    floor: str = ""
+    area: str = ""
+
+
 class FirePanelConfig(_Frozen):
-    """GB/T 26875.3 feed; the receiver comes with the fire-panel issue."""
+    """A GB/T 26875.3 feed from a fire panel's user information transmission device (UITD).
+
+    ``port`` is the tty path for ``serial`` and the TCP port otherwise; ``host`` is the address
+    to listen on (``tcp-server``, default all) or to connect to (``tcp-client``).
+    """
 
     name: Name
     transport: Literal["serial", "tcp-server", "tcp-client"]
@@ -154,6 +168,32 @@ class FirePanelConfig(_Frozen):
     host: str | None = None
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     building: str = ""
+    # Our 6-byte address for ACK/NAK replies; 0 answers as whatever address the UITD sent to.
+    address: Annotated[int, Field(ge=0, lt=1 << 48)] = 0
+    # No frame (heartbeats included) for this long: the link is a communication fault.
+    heartbeat_timeout: Annotated[Duration, Field(ge=5, le=3600)] = 90.0
+    enabled: bool = True
+    zones: tuple[FirePanelZone, ...] = Field(default=(), alias="zone")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> FirePanelConfig:
+        if self.transport == "serial":
+            if not isinstance(self.port, str) or not self.port:
+                raise ValueError(f"serial fire panel needs port = a serial device path, "
+                                 f"got {self.port!r}")
+        else:
+            if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+                raise ValueError(f"{self.transport} fire panel needs port = a TCP port "
+                                 f"1-65535, got {self.port!r}")
+            if self.transport == "tcp-client" and not self.host:
+                raise ValueError("tcp-client fire panel needs host = the UITD's address")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        if self.transport == "serial":
+            return f"{self.port} {self.baudrate} 8N1"
+        return f"{self.host or '0.0.0.0'}:{self.port}"
 
 
 class OvercurrentRule(_Frozen):
@@ -255,6 +295,17 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
     _unique_names(errors, "bus", [b.name for b in config.buses])
     _unique_names(errors, "device", [d.name for d in config.devices])
     _unique_names(errors, "fire_panel", [f.name for f in config.fire_panels])
+    devices = {d.name for d in config.devices}
+    for i, panel in enumerate(config.fire_panels):
+        # Panel readings carry the panel's name as their device: it must not be a meter's too.
+        if panel.name in devices:
+            errors.append(f"fire_panel[{i}].name: {panel.name!r} is also a device name")
+        seen: set[tuple[int | None, int]] = set()
+        for j, zone in enumerate(panel.zones):
+            if (zone.system, zone.zone) in seen:
+                errors.append(f"fire_panel[{i}].zone[{j}].zone: {zone.zone} is mapped twice"
+                              + (f" for system {zone.system}" if zone.system is not None else ""))
+            seen.add((zone.system, zone.zone))
     buses = {b.name: b for b in config.buses}
     units: dict[tuple[str, int], str] = {}
     for i, device in enumerate(config.devices):

@@ -57,6 +57,16 @@ def render_plan(loaded: LoadedConfig) -> str:
         if bus.type != "tcp":
             lines.append(f"  bus load ~{bus_ms / 10:.1f}% of the line at {bus.baudrate} baud")
     for panel in config.fire_panels:
-        lines.append(f"fire panel {panel.name}: {panel.transport} {panel.port} "
-                     f"(receiver arrives with the GB/T 26875.3 issue)")
+        state = "" if panel.enabled else " (disabled)"
+        lines.append(f"fire panel {panel.name}{state}: GB/T 26875.3 {panel.transport} "
+                     f"{panel.endpoint}, building {panel.building or '-'}, communication "
+                     f"fault after {panel.heartbeat_timeout:g}s of silence")
+        for zone in panel.zones:
+            system = f"system {zone.system} " if zone.system is not None else ""
+            where = ", ".join(f"{k} {v}" for k, v in (
+                ("building", zone.building or panel.building), ("floor", zone.floor),
+                ("area", zone.area)) if v)
+            lines.append(f"    {system}zone {zone.zone}: {where or '-'}")
+        lines.append("    rules: fire (fire lane, first out), detector fault, "
+                     "electrical fire detector alarm")
     return "\n".join(lines)

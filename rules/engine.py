@@ -7,11 +7,11 @@ thousands of readings per second.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from drivers.measurements import Reading
-from rules import overload
+from drivers.measurements import Quantity, Reading
+from rules import fire, overload
 from rules.alarm import Ack, new_alarm, transition
 from rules.model import Alarm, AlarmEvent, Condition
 
@@ -21,7 +21,15 @@ class DeviceRules:
     """What to evaluate for one device, resolved from config by the daemon."""
 
     overcurrent: overload.OvercurrentParams | None = None
+    flags: bool = True  # fire, detector fault and alarm flags (rules/fire.py)
     context: Mapping[str, str] = field(default_factory=dict)  # building, box, circuit ...
+    # Per-channel location on top of ``context``, e.g. a fire panel's zone -> floor and area.
+    locate: Callable[[str | None], Mapping[str, str]] | None = None
+
+    def context_for(self, channel: str | None) -> dict[str, str]:
+        if self.locate is None:
+            return dict(self.context)
+        return {**self.context, **self.locate(channel)}
 
 
 class RuleEngine:
@@ -31,6 +39,7 @@ class RuleEngine:
                  alarms: Iterable[Alarm] = ()) -> None:
         self._devices = dict(devices)
         self._overcurrent: dict[tuple[str, str | None], overload.OvercurrentState] = {}
+        self._flags: dict[tuple[str, str | None, Quantity], bool | None] = {}
         self.alarms: dict[str, Alarm] = {a.alarm_id: a for a in alarms}
 
     def evaluate(self, reading: Reading) -> list[AlarmEvent]:
@@ -45,6 +54,11 @@ class RuleEngine:
             state, found = overload.evaluate(state, reading, rules.overcurrent)
             self._overcurrent[key] = state
             conditions += found
+        if rules.flags and reading.quantity in fire.FLAG_RULES:
+            flag_key = (reading.device, reading.channel, reading.quantity)
+            flag, found = fire.evaluate(self._flags.get(flag_key), reading)
+            self._flags[flag_key] = flag
+            conditions += found
         events: list[AlarmEvent] = []
         for condition in conditions:
             events += self.apply(condition, reading.ts)
@@ -55,7 +69,7 @@ class RuleEngine:
         alarm = self.alarms.get(condition.key)
         if alarm is None:
             rules = self._devices.get(condition.device)
-            alarm = new_alarm(condition, dict(rules.context) if rules else {})
+            alarm = new_alarm(condition, rules.context_for(condition.channel) if rules else {})
         alarm, events = transition(alarm, condition, now)
         self.alarms[alarm.alarm_id] = alarm
         return events

@@ -31,12 +31,13 @@ from drivers.gb26875.codec import (
 
 
 def fire_frame(serial: int, *, source: int = 0x123456, destination: int = 1,
-               zone: int = 3, position: int = 25,
+               zone: int = 3, position: int = 25, fire: bool = True, fault: bool = False,
                time: datetime = datetime(2024, 3, 15, 21, 7, 45)) -> bytes:
-    """A send-data frame with one smoke detector (type 42) in fire, ready to write."""
+    """A send-data frame with one smoke detector (type 42) in fire (or as ``fire``/``fault``
+    say), ready to write."""
+    flags = ComponentStatusFlags(normal=True, fire=fire, fault=fault)  # bit 0: not test mode
     obj = ComponentStatus(system_type=1, system_address=2, component_type=42, zone=zone,
-                          position=position, status=ComponentStatusFlags(normal=True, fire=True),
-                          description="smoke", time=time)
+                          position=position, status=flags, description="smoke", time=time)
     header = Header(serial=serial, version=(1, 0), time=time, source=source,
                     destination=destination, command=Command.SEND_DATA)
     return encode_frame(Frame(header, Adu(AduType.COMPONENT_STATUS, (obj,))))

@@ -13,7 +13,10 @@ Topics (design §5), with ``prefix`` = ``mqtt.topic_prefix``:
 one QoS 1 message at a time, and drops a message from the outbox only after the broker's
 PUBACK. When the broker goes away the task reconnects with capped, jittered backoff and carries
 on where it stopped, so nothing accepted is lost or reordered (a message whose PUBACK was lost
-may arrive twice: QoS 1 is at-least-once). Issue 6 persists the outbox in SQLite (``OUTBOX``).
+may arrive twice: QoS 1 is at-least-once). Fire-severity events go out first: they have their own
+lane, published before anything waiting in the normal outbox (each alarm's own events keep
+their order, as an alarm's severity decides its lane). The rules issue persists the outbox in
+SQLite.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Self
 import aiomqtt
 
 from daemon.config import MqttConfig
-from rules.model import AlarmEvent, EventKind
+from rules.model import AlarmEvent, EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class MqttNotifier:
         self._close_timeout = close_timeout
         self.status_topic = f"{config.topic_prefix}/{site}/status"
         self._outbox: deque[OutMessage] = deque()
+        self._fire_lane: deque[OutMessage] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,9 +114,13 @@ class MqttNotifier:
 
     @property
     def stats(self) -> MqttStats:
-        return MqttStats(connected=self._connected, queued=len(self._outbox),
+        return MqttStats(connected=self._connected, queued=self._queued,
                          published=self._published, connects=self._connects,
                          connect_failures=self._failures)
+
+    @property
+    def _queued(self) -> int:
+        return len(self._fire_lane) + len(self._outbox)
 
     def alarm_topic(self, alarm_id: str) -> str:
         return f"{self._config.topic_prefix}/{self._site}/alarms/{topic_leaf(alarm_id)}"
@@ -125,7 +133,8 @@ class MqttNotifier:
         except Exception:
             log.exception("cannot encode alarm event %s", event.alarm.alarm_id)
             return
-        self._outbox.extend(messages)
+        lane = self._fire_lane if event.alarm.severity is Severity.FIRE else self._outbox
+        lane.extend(messages)
         self._idle.clear()
         self._wake.set()
 
@@ -153,9 +162,9 @@ class MqttNotifier:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._connected = False
-        if self._outbox:
+        if self._queued:
             # OUTBOX: issue 6 keeps these in SQLite and sends them after the restart.
-            log.error("MQTT notifier closed with %d messages unsent (lost)", len(self._outbox))
+            log.error("MQTT notifier closed with %d messages unsent (lost)", self._queued)
 
     # -- the connection loop ---------------------------------------------------------------
 
@@ -174,7 +183,7 @@ class MqttNotifier:
         attempt = 0
         # While closing, keep trying only as long as there is something to deliver (the
         # caller bounds that by close_timeout); without a session the will says offline.
-        while not (self._closing and not self._outbox):
+        while not (self._closing and not self._queued):
             error: BaseException | None = None
             try:
                 # A fresh client per connection: paho's own queues die with the old one, so
@@ -210,11 +219,11 @@ class MqttNotifier:
 
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:
-            while self._outbox:
-                message = self._outbox[0]
+            while lane := self._fire_lane or self._outbox:
+                message = lane[0]
                 await client.publish(message.topic, message.payload, qos=message.qos,
                                      retain=message.retain)
-                self._outbox.popleft()  # only now: the broker has acknowledged it
+                lane.popleft()  # only now: the broker has acknowledged it
                 self._published += 1
             self._idle.set()
             if self._closing:
@@ -228,7 +237,7 @@ class MqttNotifier:
         where = f"{self._config.host}:{self._config.port}"
         if failed_attempts:
             log.info("MQTT connected to %s after %d failed attempts; %d messages queued",
-                     where, failed_attempts, len(self._outbox))
+                     where, failed_attempts, self._queued)
         else:
             log.info("MQTT connected to %s", where)
 
@@ -237,7 +246,7 @@ class MqttNotifier:
         where = f"{self._config.host}:{self._config.port}"
         if attempt == 1:
             log.error("MQTT broker %s unavailable (%s); retrying, %d messages queued",
-                      where, error, len(self._outbox))
+                      where, error, self._queued)
         else:
             log.debug("MQTT broker %s still unavailable (%s)", where, error)
 

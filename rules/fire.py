@@ -1,0 +1,59 @@
+"""Fire and detector states: a detector's or panel's flag becomes a condition when it changes.
+
+Pure. The flags arrive as 0/1 readings from Modbus smoke detectors and from fire panels over
+GB/T 26875.3 (channel ``"{system}-{zone}-{position}"``). Fire has its own severity so it
+outranks every other alarm on the way out; latching until a panel reset comes with the alarm
+state machine's latched state (rules issue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.measurements import Quantity, Reading
+from rules.model import Condition, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRule:
+    rule: str
+    severity: Severity
+    what: str  # for the message: "fire", "detector fault" ...
+
+
+FLAG_RULES: dict[Quantity, FlagRule] = {
+    Quantity.FIRE: FlagRule("fire", Severity.FIRE, "FIRE"),
+    Quantity.SMOKE_FAULT: FlagRule("detector-fault", Severity.WARNING, "detector fault"),
+    Quantity.DETECTOR_ALARM: FlagRule("electrical-fire", Severity.CRITICAL,
+                                      "electrical fire detector alarm"),
+    Quantity.DETECTOR_FAULT: FlagRule("detector-fault", Severity.WARNING, "detector fault"),
+}
+
+
+def evaluate(previous: bool | None, reading: Reading) -> tuple[bool | None, list[Condition]]:
+    """Feed one flag reading; ``previous`` is the flag's last value (None: never seen).
+
+    A condition is emitted when the flag changes, and for a first sighting only if it is set
+    (a detector that starts healthy is not news).
+    """
+    spec = FLAG_RULES.get(reading.quantity)
+    if spec is None or not reading.good:
+        return previous, []
+    now = reading.value >= 0.5
+    if now == previous or (previous is None and not now):
+        return now, []
+    return now, [Condition(rule=spec.rule, device=reading.device, channel=reading.channel,
+                           active=now, severity=spec.severity, ts=reading.ts,
+                           value=1.0 if now else 0.0, message=_message(spec, reading, now))]
+
+
+def _message(spec: FlagRule, reading: Reading, active: bool) -> str:
+    where = reading.device
+    if reading.channel:
+        parts = reading.channel.split("-")
+        if len(parts) == 3:
+            where += f" component {reading.channel} (system {parts[0]}, zone {parts[1]}, " \
+                     f"position {parts[2]})"
+        else:
+            where += f" channel {reading.channel}"
+    return f"{spec.what}: {where}" if active else f"{spec.what} cleared: {where}"
