@@ -34,7 +34,9 @@ from daemon.sinks.influx import InfluxSink
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
 from rules import fire
+from rules.base import Rule
 from rules.engine import DeviceRules, RuleEngine
+from rules.fire import Flags
 from rules.model import AlarmEvent
 from rules.overload import OvercurrentParams
 
@@ -50,15 +52,16 @@ def device_rules(config: Config) -> dict[str, DeviceRules]:
     oc = config.rules.overcurrent
     out: dict[str, DeviceRules] = {}
     for device in config.devices:
-        overcurrent = None
+        rules: list[Rule] = [Flags()]
         if oc.enabled and device.rated_current is not None:
-            overcurrent = OvercurrentParams(
+            rules.append(OvercurrentParams(
                 rated_current=device.rated_current, factor=oc.factor,
-                clear_factor=oc.clear_factor, on_delay=oc.on_delay)
-        out[device.name] = DeviceRules(overcurrent=overcurrent, context=_context(device))
+                clear_factor=oc.clear_factor, on_delay=oc.on_delay))
+        out[device.name] = DeviceRules(rules=tuple(rules), context=_context(device))
     for panel in config.fire_panels:
         context = {"kind": "fire-panel"} | ({"building": panel.building} if panel.building else {})
-        out[panel.name] = DeviceRules(context=context, locate=zone_locator(panel))
+        out[panel.name] = DeviceRules(rules=(Flags(),), context=context,
+                                      locate=zone_locator(panel))
     return out
 
 

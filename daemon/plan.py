@@ -6,6 +6,7 @@ from daemon.app import device_rules
 from daemon.config import LoadedConfig
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
+from rules.overload import OvercurrentParams
 
 
 def render_plan(loaded: LoadedConfig) -> str:
@@ -50,8 +51,9 @@ def render_plan(loaded: LoadedConfig) -> str:
                     lines.append(f"      {req.table.value:<8} fc{req.table.function_code:02d} "
                                  f"addr {req.address:>5} count {req.count:>3}: "
                                  + ", ".join(p.key for p in req.points))
-            oc = rules[device.name].overcurrent
-            if oc is not None:
+            for oc in rules[device.name].rules:
+                if not isinstance(oc, OvercurrentParams):
+                    continue
                 lines.append(f"    rule overcurrent: > {oc.limit:g} A for {oc.on_delay:g}s, "
                              f"clears below {oc.rated_current * oc.clear_factor:g} A")
         if bus.type != "tcp":

@@ -1,27 +1,45 @@
 """Routes readings to the rules configured for their device, and conditions to alarms.
 
-No I/O and no clock: time comes from readings and callers. The engine keeps per-source rule
-state and the alarms' current states in dictionaries, which is what lets it run at hundreds of
-thousands of readings per second.
+No I/O and no clock: time comes from readings and callers (``tick`` for timers). The engine
+keeps every rule's states and every alarm's current state in dictionaries, routed by
+(device, quantity), which is what lets it run at hundreds of thousands of readings a second.
+
+Floods: more than ``FloodPolicy.count`` alarms raised inside its window raise one
+``alarm-flood`` alarm; while it is active, other non-fire events are marked ``flood`` so
+notifiers can send a digest instead of a page storm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from drivers.measurements import Quantity, Reading
-from rules import fire, overload
-from rules.alarm import Ack, new_alarm, transition
-from rules.model import Alarm, AlarmEvent, Condition
+from rules.alarm import (
+    Ack,
+    AlarmPolicy,
+    Command,
+    Tick,
+    needs_tick,
+    new_alarm,
+    transition,
+)
+from rules.base import Rule, TickingRule
+from rules.fire import Flags
+from rules.model import Alarm, AlarmEvent, Condition, EventKind, Severity
+from rules.policy import FloodPolicy, Policies
+
+FLOOD_RULE = "alarm-flood"
+FLOOD_DEVICE = "firewarden"
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceRules:
     """What to evaluate for one device, resolved from config by the daemon."""
 
-    overcurrent: overload.OvercurrentParams | None = None
-    flags: bool = True  # fire, detector fault and alarm flags (rules/fire.py)
+    rules: Sequence[Rule] = (Flags(),)
     context: Mapping[str, str] = field(default_factory=dict)  # building, box, circuit ...
     # Per-channel location on top of ``context``, e.g. a fire panel's zone -> floor and area.
     locate: Callable[[str | None], Mapping[str, str]] | None = None
@@ -32,57 +50,135 @@ class DeviceRules:
         return {**self.context, **self.locate(channel)}
 
 
+class UnknownAlarm(KeyError):
+    """A command named an alarm the engine does not have."""
+
+
 class RuleEngine:
     """Readings in, alarm events out."""
 
-    def __init__(self, *, devices: Mapping[str, DeviceRules],
-                 alarms: Iterable[Alarm] = ()) -> None:
+    def __init__(self, *, devices: Mapping[str, DeviceRules], alarms: Iterable[Alarm] = (),
+                 policies: Policies | None = None, flood: FloodPolicy | None = None) -> None:
         self._devices = dict(devices)
-        self._overcurrent: dict[tuple[str, str | None], overload.OvercurrentState] = {}
-        self._flags: dict[tuple[str, str | None, Quantity], bool | None] = {}
+        self._policies = policies or Policies()
+        self._flood = flood or FloodPolicy()
+        self._routes: dict[tuple[str, Quantity], list[Rule]] = {}
+        self._ticking: list[TickingRule] = []
+        for name, device in self._devices.items():
+            for rule in device.rules:
+                for quantity in rule.quantities:
+                    self._routes.setdefault((name, quantity), []).append(rule)
+                if isinstance(rule, TickingRule) and rule not in self._ticking:
+                    self._ticking.append(rule)
+        self._states: dict[Hashable, Any] = {}
         self.alarms: dict[str, Alarm] = {a.alarm_id: a for a in alarms}
+        self._timed: set[str] = {a.alarm_id for a in self.alarms.values()
+                                 if needs_tick(a, self._policy(a))}
+        self._raises: deque[float] = deque()
+
+    # -- inputs -------------------------------------------------------------------------------
 
     def evaluate(self, reading: Reading) -> list[AlarmEvent]:
         """Feed one reading through its device's rules; return the alarm transitions."""
-        rules = self._devices.get(reading.device)
-        if rules is None:
+        rules = self._routes.get((reading.device, reading.quantity))
+        if not rules:
             return []
-        conditions: list[Condition] = []
-        if rules.overcurrent is not None:
-            key = (reading.device, reading.channel)
-            state = self._overcurrent.get(key, overload.OvercurrentState())
-            state, found = overload.evaluate(state, reading, rules.overcurrent)
-            self._overcurrent[key] = state
-            conditions += found
-        if rules.flags and reading.quantity in fire.FLAG_RULES:
-            flag_key = (reading.device, reading.channel, reading.quantity)
-            flag, found = fire.evaluate(self._flags.get(flag_key), reading)
-            self._flags[flag_key] = flag
-            conditions += found
         events: list[AlarmEvent] = []
-        for condition in conditions:
-            events += self.apply(condition, reading.ts)
+        for rule in rules:
+            key = (id(rule), rule.key(reading))
+            state, conditions = rule.step(self._states.get(key), reading)
+            self._states[key] = state
+            for condition in conditions:
+                events += self.apply(condition, reading.ts)
         return events
 
     def apply(self, condition: Condition, now: float) -> list[AlarmEvent]:
         """Run one condition through the alarm state machine."""
         alarm = self.alarms.get(condition.key)
         if alarm is None:
+            if not condition.active:
+                return []  # a healthy first verdict: no alarm to keep
             rules = self._devices.get(condition.device)
             alarm = new_alarm(condition, rules.context_for(condition.channel) if rules else {})
-        alarm, events = transition(alarm, condition, now)
-        self.alarms[alarm.alarm_id] = alarm
-        return events
+        return self._transition(alarm, condition, now)
 
-    def acknowledge(self, alarm_id: str, by: str, now: float) -> list[AlarmEvent]:
-        """An operator's ack; unknown ids are ignored (the caller reports them)."""
+    def command(self, alarm_id: str, command: Command, now: float) -> list[AlarmEvent]:
+        """An operator's command; raises UnknownAlarm or rules.alarm.CommandRefused."""
         alarm = self.alarms.get(alarm_id)
         if alarm is None:
-            return []
-        alarm, events = transition(alarm, Ack(by), now)
-        self.alarms[alarm_id] = alarm
+            raise UnknownAlarm(alarm_id)
+        return self._transition(alarm, command, now)
+
+    def acknowledge(self, alarm_id: str, by: str, now: float) -> list[AlarmEvent]:
+        return self.command(alarm_id, Ack(by), now)
+
+    def tick(self, now: float) -> list[AlarmEvent]:
+        """Let time pass: rule timers, alarm delays, shelve expiry, re-alarm, chattering."""
+        events: list[AlarmEvent] = []
+        for rule in self._ticking:
+            mine = [(key[1], state) for key, state in self._states.items()
+                    if isinstance(key, tuple) and key[0] == id(rule)]
+            changed, conditions = rule.tick(mine, now)
+            for key, state in changed.items():
+                self._states[(id(rule), key)] = state
+            for condition in conditions:
+                events += self.apply(condition, now)
+        for alarm_id in sorted(self._timed):
+            events += self._transition(self.alarms[alarm_id], Tick(), now)
+        events += self._update_flood(now)
         return events
+
+    # -- queries ------------------------------------------------------------------------------
 
     @property
     def active_count(self) -> int:
         return sum(1 for a in self.alarms.values() if a.state.active)
+
+    @property
+    def flooding(self) -> bool:
+        flood = self.alarms.get(f"{FLOOD_RULE}:{FLOOD_DEVICE}")
+        return flood is not None and flood.in_alarm
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _policy(self, alarm: Alarm) -> AlarmPolicy:
+        return self._policies.for_alarm(alarm.rule, alarm.severity)
+
+    def _transition(self, alarm: Alarm, signal: Condition | Command | Tick,
+                    now: float) -> list[AlarmEvent]:
+        policy = self._policy(alarm)
+        alarm, events = transition(alarm, signal, now, policy)
+        self.alarms[alarm.alarm_id] = alarm
+        if needs_tick(alarm, policy):
+            self._timed.add(alarm.alarm_id)
+        else:
+            self._timed.discard(alarm.alarm_id)
+        if not events or alarm.rule == FLOOD_RULE:
+            return events
+        raised = sum(1 for e in events if e.kind is EventKind.RAISED)
+        self._raises.extend([now] * raised)
+        out = self._update_flood(now) if raised else []
+        if self.flooding:
+            events = [e if e.alarm.severity is Severity.FIRE else replace(e, flood=True)
+                      for e in events]
+        return events + out
+
+    def _update_flood(self, now: float) -> list[AlarmEvent]:
+        while self._raises and now - self._raises[0] > self._flood.window:
+            self._raises.popleft()
+        flooding = len(self._raises) > self._flood.count
+        alarm_id = f"{FLOOD_RULE}:{FLOOD_DEVICE}"
+        current = self.alarms.get(alarm_id)
+        if current is None and not flooding:
+            return []
+        if current is not None and current.condition == flooding:
+            return []
+        window_min = self._flood.window / 60
+        condition = Condition(
+            rule=FLOOD_RULE, device=FLOOD_DEVICE, active=flooding, severity=Severity.WARNING,
+            ts=now, value=float(len(self._raises)), limit=float(self._flood.count),
+            message=f"alarm flood: {len(self._raises)} alarms raised in the last "
+                    f"{window_min:g} min (individual pages are digested)" if flooding
+                    else f"alarm flood over: {len(self._raises)} alarms in {window_min:g} min")
+        return self.apply(condition, now)
+

@@ -8,7 +8,9 @@ state machine's latched state (rules issue).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.measurements import Quantity, Reading
 from rules.model import Condition, Severity
@@ -57,3 +59,21 @@ def _message(spec: FlagRule, reading: Reading, active: bool) -> str:
         else:
             where += f" channel {reading.channel}"
     return f"{spec.what}: {where}" if active else f"{spec.what} cleared: {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """The flag rules as one ``rules.base.Rule``; the state is the flag's last value."""
+
+    @property
+    def quantities(self) -> frozenset[Quantity]:
+        return _QUANTITIES
+
+    def key(self, reading: Reading) -> Hashable:
+        return reading.device, reading.channel, reading.quantity
+
+    def step(self, state: Any, reading: Reading) -> tuple[bool | None, list[Condition]]:
+        return evaluate(state, reading)
+
+
+_QUANTITIES = frozenset(FLAG_RULES)

@@ -6,6 +6,7 @@ issue. Pure: state in, state and conditions out; time is the reading's.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from drivers.measurements import Quantity, Reading
@@ -29,6 +30,21 @@ class OvercurrentParams:
     @property
     def limit(self) -> float:
         return self.rated_current * self.factor
+
+    # the rules.base.Rule protocol
+    @property
+    def quantities(self) -> frozenset[Quantity]:
+        return _QUANTITIES
+
+    def key(self, reading: Reading) -> Hashable:
+        return RULE, reading.device, reading.channel
+
+    def step(self, state: OvercurrentState | None,
+             reading: Reading) -> tuple[OvercurrentState, list[Condition]]:
+        return evaluate(state or OvercurrentState(), reading, self)
+
+
+_QUANTITIES = frozenset({Quantity.CURRENT})
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from typing import Self
 import aiomqtt
 
 from daemon.config import MqttConfig
-from rules.model import AlarmEvent, EventKind, Severity
+from rules.model import AlarmEvent, AlarmState, EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class MqttStats:
 def event_messages(event: AlarmEvent, *, prefix: str, site: str) -> list[OutMessage]:
     """The messages one alarm transition becomes (pure; the order is the publish order)."""
     base = f"{prefix}/{site}"
-    state = (b"" if event.kind is EventKind.REMOVED
+    state = (b"" if event.kind is EventKind.REMOVED or event.alarm.state is AlarmState.NORMAL
              else _json(event.alarm.as_dict()))
     return [
         OutMessage(f"{base}/events", _json(event.as_dict()), qos=1, retain=False),

@@ -182,6 +182,14 @@ def _plan_table(table: RegisterType, pts: Sequence[Point], *, limit: int, holes:
                 cost: BusCost, max_gap: int | None) -> list[ReadRequest]:
     """Optimal partition of one table's sorted points into contiguous runs (see module doc)."""
     holes = [h for h in holes if h.table is table]
+    # A point wider than the limit or itself over a hole can only ever be read alone (a run's
+    # span covers each member's); left in the sequence it would split runs its neighbours could
+    # otherwise share.
+    def loner(p: Point) -> bool:
+        return p.width > limit or _span_hits_hole(table, p.address, p.address + p.width, holes)
+
+    alone = [_request(table, [p]) for p in pts if loner(p)]
+    pts = [p for p in pts if not loner(p)]
     n = len(pts)
     best = [0.0] + [math.inf] * n  # best[i]: cheapest plan for pts[:i]
     used = [0] * (n + 1)  # requests in that plan: ties go to fewer requests
@@ -200,13 +208,12 @@ def _plan_table(table: RegisterType, pts: Sequence[Point], *, limit: int, holes:
             total = best[j] + cost.request_ms(table, end - point.address)
             if total < best[i] - _EPS or (total <= best[i] + _EPS and used[j] + 1 < used[i]):
                 best[i], used[i], cut[i] = total, used[j] + 1, j
-    requests: list[ReadRequest] = []
+    requests: list[ReadRequest] = alone
     i = n
     while i > 0:
         requests.append(_request(table, pts[cut[i]:i]))
         i = cut[i]
-    requests.reverse()
-    return requests
+    return sorted(requests, key=lambda r: (r.address, r.count))
 
 
 def plan_requests(

@@ -84,13 +84,13 @@ async def test_panel_fire_reaches_mqtt_within_1s(tmp_path: Path, mosquitto: Mosq
             await uitd.write(fire_frame(7))
             again = await uitd.reply(within=1.0)
             assert again.header.serial == 7
-            # A later frame (serial 8) clearing the fire is delivered: the resend was not.
+            # A later frame (serial 8) with the fire bit clear is delivered: the resend was not.
             await uitd.write(fire_frame(8, fire=False))
             assert (await uitd.reply(within=1.0)).header.serial == 8
-            cleared = await mqtt.wait_for(
-                lambda m: m.topic == EVENTS and _event(m)["event"] == "cleared")
-            assert _event(cleared)["state"] == "returned_unacknowledged"
-            assert [_event(m)["event"] for m in mqtt.on(EVENTS)] == ["raised", "cleared"]
+            latched = await mqtt.wait_for(
+                lambda m: m.topic == EVENTS and _event(m)["event"] == "latched")
+            assert _event(latched)["state"] == "latched"  # fire stays until reset
+            assert [_event(m)["event"] for m in mqtt.on(EVENTS)] == ["raised", "latched"]
             await uitd.close()
 
         def fire_rows() -> list[dict[str, object]]:

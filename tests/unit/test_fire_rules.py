@@ -12,7 +12,7 @@ from daemon.panels import zone_locator
 from drivers.measurements import Quality, Quantity, Reading
 from rules import fire
 from rules.engine import RuleEngine
-from rules.model import EventKind, Severity
+from rules.model import AlarmState, EventKind, Severity
 
 
 def flag(quantity: Quantity, value: float, ts: float = 0.0, channel: str | None = "2-3-25",
@@ -97,7 +97,8 @@ def test_panel_fire_alarm_carries_building_floor_and_area() -> None:
                                    value=1.0, channel="2-3-25")) == []
     (cleared,) = engine.evaluate(Reading(ts=9.0, device="b12-panel", quantity=Quantity.FIRE,
                                          value=0.0, channel="2-3-25"))
-    assert cleared.kind is EventKind.CLEARED
+    assert cleared.kind is EventKind.LATCHED  # fire stays in alarm until someone resets it
+    assert cleared.alarm.state is AlarmState.LATCHED
 
 
 def test_panel_name_must_differ_from_devices() -> None:

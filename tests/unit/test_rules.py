@@ -6,8 +6,8 @@ import pytest
 
 from drivers.measurements import Quality, Quantity, Reading
 from rules import overload
-from rules.alarm import Ack, new_alarm, transition
-from rules.engine import DeviceRules, RuleEngine
+from rules.alarm import Ack, CommandRefused, new_alarm, transition
+from rules.engine import DeviceRules, RuleEngine, UnknownAlarm
 from rules.model import AlarmState, Condition, EventKind, Severity
 
 PARAMS = overload.OvercurrentParams(rated_current=63, factor=1.0, clear_factor=0.95, on_delay=5)
@@ -85,15 +85,16 @@ def test_alarm_clear_then_ack_and_reraise() -> None:
     assert (alarm.state, ev[0].kind) == (AlarmState.NORMAL, EventKind.REMOVED)
 
 
-def test_ack_of_normal_alarm_does_nothing() -> None:
-    """Acknowledging something not in alarm emits no event."""
+def test_ack_of_normal_alarm_is_refused() -> None:
+    """Acknowledging something not in alarm is refused with the reason, changing nothing."""
     alarm = new_alarm(cond(True), {})
-    assert transition(alarm, Ack("x"), 1) == (alarm, [])
+    with pytest.raises(CommandRefused, match="is normal: nothing to acknowledge"):
+        transition(alarm, Ack("x"), 1)
 
 
 def test_engine_routes_per_phase_and_keeps_alarms() -> None:
     """Each phase is its own alarm; unconfigured devices are ignored."""
-    engine = RuleEngine(devices={"m1": DeviceRules(overcurrent=PARAMS, context={"box": "1"})})
+    engine = RuleEngine(devices={"m1": DeviceRules(rules=(PARAMS,), context={"box": "1"})})
     events = []
     for ts in range(0, 7):
         events += engine.evaluate(amps(ts, 70, "L1"))
@@ -103,4 +104,5 @@ def test_engine_routes_per_phase_and_keeps_alarms() -> None:
     assert events[0].alarm.context == {"box": "1"}
     assert engine.active_count == 1
     assert engine.acknowledge("overcurrent:m1:L1", "li", 8)[0].kind is EventKind.ACKED
-    assert engine.acknowledge("nope", "li", 8) == []
+    with pytest.raises(UnknownAlarm):
+        engine.acknowledge("nope", "li", 8)
