@@ -27,7 +27,7 @@ bench: setup
 	$(PY) -m bench.bench_rtu_bus
 
 check: setup
-	$(VENV)/bin/firewarden check -c examples/demo.toml
+	$(VENV)/bin/firewarden check -c examples/site-sample.toml
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache

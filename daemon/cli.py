@@ -1,4 +1,4 @@
-"""``firewarden`` command line: run, check, read, scan, demo."""
+"""``firewarden`` command line: run, check, read, scan, gb26875, simulate, demo."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(getattr(args, "log_level", None) or "INFO")
     handler = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
-               "demo": _demo}[args.command]
+               "simulate": _simulate, "demo": _demo}[args.command]
     return handler(args)
 
 
@@ -79,10 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated community + private broker + InfluxDB + daemon")
     demo.add_argument("--var", type=Path, default=Path("var/demo"),
                       help="where the demo keeps its data and logs (default: var/demo)")
-    demo.add_argument("--cross-after", type=float, default=8.0, metavar="SECONDS",
-                      help="when the simulated current crosses the limit (default: 8)")
+    demo.add_argument("--scenario", default="evening",
+                      help="scenario to play (default: evening; see simulate --list)")
+    demo.add_argument("--compression", type=float, default=None, metavar="X",
+                      help="simulated seconds per real second (default: the scenario's)")
     demo.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
-                      help="stop after this long (default: run until Ctrl-C)")
+                      help="stop after this many real seconds (default: when the scenario "
+                           "ends, or Ctrl-C)")
+
+    from simulator.community.cli import add_arguments as simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="run a simulated community scenario (Modbus "
+                                               "gateways, fire panels, ground truth)")
+    simulate_arguments(simulate)
     return parser
 
 
@@ -254,7 +263,14 @@ def _gb26875(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from simulator.demo import run_demo  # the only place the daemon's CLI touches the simulator
 
-    return run_demo(var=args.var, cross_after=args.cross_after, duration=args.duration)
+    return run_demo(var=args.var, scenario=args.scenario, compression=args.compression,
+                    duration=args.duration)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulator.community.cli import run as run_simulation
+
+    return run_simulation(args)
 
 
 if __name__ == "__main__":

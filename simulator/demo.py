@@ -1,9 +1,11 @@
-"""``firewarden demo``: a thin orchestration of the simulated community and private services.
+"""``firewarden demo``: a simulated community, private services and the daemon, end to end.
 
-Starts a private mosquitto and influxd (own configs, data under ``var/``, free ports), the Modbus
-simulator serving every device of ``examples/demo.toml``, and the daemon as a child process; then
-plays a scenario (the b12 incomer's L1 current crosses its breaker rating) and prints each alarm
-as it arrives on MQTT, with the delay since the crossing. Ctrl-C stops everything.
+Starts a private mosquitto and influxd (own configs, data under ``var/``, free ports), runs a
+scenario's community (``evening`` by default: three buildings, 17:00-23:00 in three real
+minutes) with its Modbus gateways and the buildings' fire-panel UITDs dialling in, writes the
+daemon config for it and runs ``firewarden run`` as a child process. It prints the scenario's
+events as they start and end, every alarm the daemon publishes on MQTT with the delay since the
+event behind it started, and at the end which events were alarmed. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -11,120 +13,140 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-import random
+import logging
 import signal
 import subprocess
 import sys
 import time
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
-from drivers.profile import load_profile
-from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
-from simulator.services import InfluxDB, Mosquitto
+from simulator.community.cli import describe
+from simulator.community.daemon_config import daemon_config
+from simulator.community.runner import CommunityRunner, TimelineEntry, UitdMode
+from simulator.community.scenario import Scenario, load_scenario
+from simulator.community.timeparse import format_duration, local_clock
+from simulator.community.truth import TruthRecord, write_truth
+from simulator.services import InfluxDB, Mosquitto, port_open
+from simulator.toml_writer import dump_toml
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo.toml"
-HOT_DEVICE = "b12-box1-main"
-HOT_AMPS = 75.0
-HOLD_SECONDS = 30.0
+DEMO_POLL = "1s"
 
 
-def run_demo(*, var: Path, cross_after: float, duration: float = 0.0,
-             config: Path = EXAMPLE) -> int:
-    """Run the demo until Ctrl-C (or ``duration`` seconds); return the exit code."""
+@dataclass
+class Watch:
+    """What the demo has seen: when each event started (wall clock) and which alarms came."""
+
+    scenario: Scenario
+    truth: Sequence[TruthRecord]
+    started: dict[str, float] = field(default_factory=dict)  # truth id -> time.time()
+    alarmed: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (alarm, delay)
+    sim_time: Callable[[], float] = time.time
+
+    def clock(self) -> str:
+        return local_clock(self.sim_time(), self.scenario.zone)
+
+    def cause(self, device: str) -> TruthRecord | None:
+        """The most recent started event that touched ``device``."""
+        for record in sorted(self.truth, key=lambda r: -r.start):
+            touched = {p.device for p in record.points} | {record.target}
+            if record.id in self.started and device in touched:
+                return record
+        return None
+
+
+def run_demo(*, var: Path, scenario: str = "evening", compression: float | None = None,
+             duration: float = 0.0) -> int:
+    """Run the demo until the scenario ends, Ctrl-C, or ``duration`` real seconds."""
+    logging.getLogger("simulator").setLevel(logging.ERROR)  # the demo prints what matters
     var = var.resolve()
     var.mkdir(parents=True, exist_ok=True)
-    raw = tomllib.loads(config.read_text(encoding="utf-8"))
+    chosen = load_scenario(scenario).with_overrides(compression=compression)
     try:
-        return asyncio.run(_demo(var, raw, cross_after, duration))
+        return asyncio.run(_demo(var, chosen, duration))
     except KeyboardInterrupt:
         return 0
 
 
-async def _demo(var: Path, raw: dict[str, Any], cross_after: float, duration: float) -> int:
+async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    devices = _simulated_devices(raw)
+    panel_base = _free_port_block(len(scenario.community.buildings))
     with Mosquitto(workdir=var / "mosquitto") as broker, \
             InfluxDB(workdir=var / "influxd") as influx:
-        async with ModbusTcpSimulator(devices=list(devices.values())) as sim:
-            site = raw["site"]["id"]
-            conf = _write_config(var, raw, broker.port, influx.port, sim.port)
+        watch = Watch(scenario=scenario, truth=())
+        uitd = UitdMode("tcp-client", "127.0.0.1", panel_base)
+        async with CommunityRunner(scenario, uitd=uitd, on_timeline=_printer(watch)) as runner:
+            watch.truth, watch.sim_time = runner.truth, runner.sim_time
+            write_truth(scenario, var / "truth.json")
+            conf = _write_config(var, daemon_config(scenario.community, runner.endpoints,
+                                                    poll=DEMO_POLL), broker.port, influx.port)
             daemon_log = var / "daemon.log"
-            _banner(site, broker.port, influx.port, sim.port, conf, daemon_log)
+            _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json")
             with daemon_log.open("ab") as log:
                 daemon = subprocess.Popen(
                     [sys.executable, "-m", "daemon.cli", "run", "-c", str(conf)],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
-                crossed: dict[str, float] = {}
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(_scenario(devices, cross_after, crossed, stop))
-                    tg.create_task(_watch_alarms(broker.port, site, crossed, stop))
+                    tg.create_task(_watch_alarms(broker.port, scenario.community.site, watch,
+                                                 stop))
                     tg.create_task(_watch_daemon(daemon, daemon_log, stop))
+                    tg.create_task(_stop_when(runner.wait_finished(), stop, grace=5.0))
                     if duration > 0:
-                        tg.create_task(_stop_after(duration, stop))
+                        tg.create_task(_stop_when(asyncio.sleep(duration), stop))
             finally:
                 _stop_daemon(daemon)
+        _summary(watch)
     print("demo stopped; data kept in", var)
     return 0 if daemon.returncode in (0, None) else 1
 
 
-def _simulated_devices(raw: Mapping[str, Any]) -> dict[str, SimulatedDevice]:
-    """One simulated meter per configured device; currents start at a third of the rating."""
-    out: dict[str, SimulatedDevice] = {}
-    for dev in raw.get("device", []):
-        sim = SimulatedDevice(profile=load_profile(dev["profile"]), unit=dev["unit"])
-        out[dev["name"]] = sim
-    return out
+def _free_port_block(n: int, host: str = "127.0.0.1") -> int:
+    """A first port with ``n`` consecutive free ones (the UITDs dial base+i)."""
+    for base in range(19100, 29000, 37):
+        if not any(port_open(host, base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free ports for the fire panels")
 
 
-async def _scenario(devices: Mapping[str, SimulatedDevice], cross_after: float,
-                    crossed: dict[str, float], stop: asyncio.Event) -> None:
-    """Loads wander with noise; the hot incomer crosses its limit, holds, returns, repeats."""
-    start = time.monotonic()
-    hot_since: float | None = None
-    rng = random.Random(12)
-    while not stop.is_set():
-        elapsed = time.monotonic() - start
-        cycle = (elapsed - cross_after) % (HOLD_SECONDS * 3) if elapsed >= cross_after else -1
-        hot = 0 <= cycle < HOLD_SECONDS
-        for name, sim in devices.items():
-            for phase in ("L1", "L2", "L3"):
-                base = 18 + 6 * math.sin(elapsed / 40 + len(name) + ord(phase[1]))
-                amps = base + rng.uniform(-1.5, 1.5)
-                if name == HOT_DEVICE and phase == "L1" and hot:
-                    amps = HOT_AMPS + rng.uniform(-1, 1)
-                sim.set("current", amps, channel=phase)
-                sim.set("power", amps * 230 * 0.95, channel=phase)
-        if hot and hot_since is None:
-            hot_since = time.time()
-            crossed[HOT_DEVICE] = hot_since
-            print(f"{_clock()}  scenario: {HOT_DEVICE} L1 current crosses its 63 A rating "
-                  f"({HOT_AMPS:g} A) for {HOLD_SECONDS:g} s", flush=True)
-        elif not hot and hot_since is not None:
-            hot_since = None
-            print(f"{_clock()}  scenario: {HOT_DEVICE} L1 current back to normal", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=0.25)
+def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int) -> Path:
+    raw = {**raw,
+           "influxdb": {"url": f"http://127.0.0.1:{influx_port}", "database": "firewarden",
+                        "flush_interval": "1s"},
+           "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
+           "daemon": {"state_dir": str(var / "state")},
+           "rules": {"overcurrent": {"on_delay": "2s"}}}
+    path = var / "demo.toml"
+    path.write_text(dump_toml(raw, "written by `firewarden demo` for the simulated community"),
+                    encoding="utf-8")
+    return path
 
 
-async def _watch_alarms(port: int, site: str, crossed: Mapping[str, float],
-                        stop: asyncio.Event) -> None:
-    """Print every alarm event the daemon publishes, and how long after the crossing it came."""
-    topic = f"firewarden/{site}/events"
+def _printer(watch: Watch) -> Callable[[TimelineEntry], None]:
+    def show(entry: TimelineEntry) -> None:
+        e = entry.event
+        if entry.phase == "start":
+            watch.started[e.id] = time.time()
+        text = describe(e) if entry.phase == "start" else e.kind
+        print(f"{local_clock(entry.sim_time, watch.scenario.zone)}  scenario {entry.phase:5} "
+              f"{text} on {e.target}", flush=True)
+    return show
+
+
+async def _watch_alarms(port: int, site: str, watch: Watch, stop: asyncio.Event) -> None:
+    """Print every alarm event the daemon publishes, with the delay since its cause began."""
     while not stop.is_set():
         try:
             async with aiomqtt.Client("127.0.0.1", port) as client:
-                await client.subscribe(topic, qos=1)
-                reader = asyncio.create_task(_print_events(client, crossed))
+                await client.subscribe(f"firewarden/{site}/events", qos=1)
+                reader = asyncio.create_task(_print_events(client, watch))
                 await stop.wait()
                 reader.cancel()
                 return
@@ -132,14 +154,31 @@ async def _watch_alarms(port: int, site: str, crossed: Mapping[str, float],
             await asyncio.sleep(0.5)
 
 
-async def _print_events(client: aiomqtt.Client, crossed: Mapping[str, float]) -> None:
+async def _print_events(client: aiomqtt.Client, watch: Watch) -> None:
     async for message in client.messages:
         event = json.loads(bytes(message.payload).decode())
-        delay = ""
-        if event["event"] == "raised" and event["device"] in crossed:
-            delay = f"  ({time.time() - crossed[event['device']]:.2f} s after the crossing)"
-        print(f"{_clock()}  MQTT alarm {event['event']:<12} {event['alarm_id']}: "
-              f"{event['message']}{delay}", flush=True)
+        note = ""
+        cause = watch.cause(str(event["device"]))
+        if event["event"] == "raised" and cause is not None:
+            delay = time.time() - watch.started[cause.id]
+            watch.alarmed.setdefault(cause.id, (str(event["alarm_id"]), delay))
+            note = f"  ({delay:.2f} s after the {cause.label} began)"
+        where = ", ".join(f"{k} {event[k]}" for k in ("building", "floor", "area", "box",
+                                                        "circuit") if event.get(k))
+        print(f"{watch.clock()}  ALARM {event['event']:<12} [{event['severity']}] "
+              f"{event['alarm_id']} ({where or '-'}): {event['message']}{note}", flush=True)
+
+
+def _summary(watch: Watch) -> None:
+    if not watch.truth:
+        return
+    print("\nwhat happened and what firewarden said:")
+    for record in watch.truth:
+        if record.id not in watch.started:
+            continue
+        said = watch.alarmed.get(record.id)
+        verdict = f"{said[0]} after {said[1]:.2f} s" if said else "no alarm"
+        print(f"  {record.start_local[11:16]} {record.label:<22} {record.target:<18} {verdict}")
 
 
 async def _watch_daemon(daemon: subprocess.Popen[bytes], log: Path, stop: asyncio.Event) -> None:
@@ -154,9 +193,16 @@ async def _watch_daemon(daemon: subprocess.Popen[bytes], log: Path, stop: asynci
             await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
-async def _stop_after(seconds: float, stop: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _stop_when(done: Any, stop: asyncio.Event, grace: float = 0.0) -> None:
+    """Set ``stop`` once ``done`` completes (plus ``grace`` seconds for the last alarms)."""
+    waiter = asyncio.ensure_future(done)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter.done() and grace:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=grace)
+    for task in (waiter, stopped):
+        task.cancel()
     stop.set()
 
 
@@ -170,70 +216,18 @@ def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
             daemon.wait()
 
 
-def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int,
-                  modbus_port: int) -> Path:
-    """The example config with this run's private ports filled in."""
-    raw = json.loads(json.dumps(raw))  # deep copy of plain data
-    raw["mqtt"]["port"] = mqtt_port
-    raw["influxdb"]["url"] = f"http://127.0.0.1:{influx_port}"
-    raw.setdefault("daemon", {})["state_dir"] = str(var / "state")
-    for bus in raw["bus"]:
-        bus["port"] = modbus_port
-    path = var / "demo.toml"
-    path.write_text("# written by `firewarden demo` from examples/demo.toml\n" + dump_toml(raw),
-                    encoding="utf-8")
-    return path
-
-
-def dump_toml(data: Mapping[str, Any]) -> str:
-    """Enough TOML for configs: scalars, tables, nested tables and arrays of tables."""
-    lines: list[str] = []
-    _dump_table(lines, data, [])
-    return "\n".join(lines) + "\n"
-
-
-def _dump_table(lines: list[str], table: Mapping[str, Any], path: list[str]) -> None:
-    for key, value in table.items():
-        if not isinstance(value, dict | list) or (
-                isinstance(value, list) and not all(isinstance(v, dict) for v in value)):
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key, value in table.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{'.'.join([*path, key])}]")
-            _dump_table(lines, value, [*path, key])
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for item in value:
-                lines.append(f"\n[[{'.'.join([*path, key])}]]")
-                _dump_table(lines, item, [*path, key])
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def _banner(site: str, mqtt: int, influx: int, modbus: int, conf: Path, log: Path) -> None:
-    print(f"""
-firewarden demo: site '{site}', simulated Modbus TCP gateway on 127.0.0.1:{modbus}
-  config       {conf}
-  daemon log   {log}
-  alarms       mosquitto_sub -h 127.0.0.1 -p {mqtt} -t 'firewarden/{site}/#' -v
-  readings     influx -host 127.0.0.1 -port {influx} -database firewarden \\
-                 -execute 'SELECT * FROM power ORDER BY time DESC LIMIT 12'
-  one device   {_venv_bin()}firewarden read -c {conf} --device {HOT_DEVICE}
-Ctrl-C stops everything.
+def _banner(scenario: Scenario, mqtt: int, influx: int, conf: Path, log: Path,
+            truth: Path) -> None:
+    site = scenario.community.site
+    real = scenario.duration / scenario.compression
+    print(f"""firewarden demo: scenario {scenario.name}, {len(scenario.community.buildings)} \
+buildings, {format_duration(scenario.duration)} of simulated time in {format_duration(real)}
+  {scenario.description.splitlines()[0] if scenario.description else ''}
+  mosquitto  127.0.0.1:{mqtt}    watch: mosquitto_sub -p {mqtt} -t 'firewarden/{site}/#' -v
+  influxdb   127.0.0.1:{influx}   query: influx -port {influx} -database firewarden \
+-execute 'SELECT * FROM alarms'
+  config     {conf}   (firewarden check -c {conf})
+  daemon log {log}
+  truth      {truth}
+  Ctrl-C stops everything.
 """, flush=True)
-
-
-def _venv_bin() -> str:
-    bindir = Path(sys.executable).parent
-    return f"{bindir}/" if (bindir / "firewarden").exists() else ""
-
-
-def _clock() -> str:
-    return time.strftime("%H:%M:%S")

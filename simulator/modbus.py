@@ -230,15 +230,32 @@ class ModbusTcpSimulator:
         self.host = host
         self.port = port
         self.silent_unknown = silent_unknown
+        self._silenced: set[int] = set()
         self._server: ModbusTcpServer | None = None
 
     def device(self, unit: int) -> SimulatedDevice:
         return self.devices[unit]
 
+    def silence(self, unit: int, silent: bool = True) -> None:
+        """Make one unit answer nothing at all, like a dead device behind a gateway (needs
+        ``silent_unknown``; otherwise it answers "target did not respond"), or answer again."""
+        if unit not in self.devices:
+            raise KeyError(f"no unit {unit}")
+        if silent == (unit in self._silenced):
+            return
+        (self._silenced.add if silent else self._silenced.discard)(unit)
+        if self._server is not None:
+            served: Any = self._server.context
+            if silent:
+                del served[unit]
+            else:
+                served[unit] = self.devices[unit].context
+
     async def start(self) -> None:
         """Listen (again, after ``stop``; the same port is reused)."""
         context = ModbusServerContext(  # type: ignore[no-untyped-call]
-            devices={u: d.context for u, d in self.devices.items()}, single=False)
+            devices={u: d.context for u, d in self.devices.items() if u not in self._silenced},
+            single=False)
         server = ModbusTcpServer(context, address=(self.host, self.port),
                                  ignore_missing_devices=self.silent_unknown)
         await server.serve_forever(background=True)

@@ -17,9 +17,9 @@ import aiomqtt
 import pytest
 
 from drivers.profile import load_profile
-from simulator.demo import dump_toml
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
 from simulator.services import InfluxDB, Mosquitto, free_port
+from simulator.toml_writer import dump_toml
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]
@@ -142,9 +142,9 @@ async def _wait_rows(influx: InfluxDB, db: str, query: str) -> list[dict[str, ob
 
 
 def test_check_example_exits_0() -> None:
-    """`firewarden check -c examples/demo.toml` as a process prints the plan and exits 0."""
+    """`firewarden check -c examples/site-sample.toml` as a process prints the plan, exit 0."""
     out = subprocess.run([sys.executable, "-m", "daemon.cli", "check", "-c",
-                          str(ROOT / "examples" / "demo.toml")],
+                          str(ROOT / "examples" / "site-sample.toml")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert "device b13-box1-main" in out.stdout
@@ -160,22 +160,30 @@ def test_run_with_bad_config_exits_2(tmp_path: Path) -> None:
     assert "site.id: String should match pattern" in out.stderr
 
 
-def test_demo_shows_alarm_within_2s(tmp_path: Path) -> None:
-    """`firewarden demo` raises the overcurrent alarm on MQTT within 2 s of the crossing."""
+def test_demo_plays_a_scenario_and_alarms_each_event(tmp_path: Path) -> None:
+    """`firewarden demo` runs a community scenario end to end: every fire and fault event is
+    alarmed on MQTT, fires within 2 s, and the data stays in the demo's InfluxDB."""
     out = subprocess.run(
         [sys.executable, "-m", "daemon.cli", "demo", "--var", str(tmp_path / "var"),
-         "--cross-after", "4", "--duration", "14"],
+         "--scenario", "smoke", "--compression", "120"],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    match = re.search(r"MQTT alarm raised\s+overcurrent:b12-box1-main:L1: .*"
-                      r"\((\d+\.\d+) s after the crossing\)", out.stdout)
-    assert match, out.stdout + out.stderr
-    assert float(match.group(1)) < 2.0
-    assert "mosquitto_sub -h 127.0.0.1 -p" in out.stdout
-    # The demo's InfluxDB keeps its data under var/: restarted, `SELECT * FROM power` answers.
+    raised = re.findall(r"ALARM raised\s+\[(\w+)\] (\S+) .*\((\d+\.\d+) s after the "
+                        r"([\w-]+) began\)", out.stdout)
+    assert {(severity, alarm_id) for severity, alarm_id, _, _ in raised} >= {
+        ("fire", "fire:b1-fire-panel:1-1-2"), ("fire", "fire:b1-smoke2"),
+        ("warning", "detector-fault:b1-fire-panel:1-2-7"),
+        ("fire", "fire:b1-fire-panel:1-3-12")}, out.stdout
+    assert all(float(delay) < 2.0 for severity, _, delay, _ in raised if severity == "fire")
+    summary = out.stdout[out.stdout.index("what happened and what firewarden said"):]
+    assert "no alarm" not in summary, summary
+    assert "mosquitto_sub -p" in out.stdout
+    truth = json.loads((tmp_path / "var" / "truth.json").read_text(encoding="utf-8"))
+    assert [r["label"] for r in truth["events"]] == ["fire", "detector-fault", "fire"]
+    # The demo's InfluxDB keeps its data under var/: restarted, the fire history is there.
     with InfluxDB(workdir=tmp_path / "var" / "influxd") as influx:
-        rows = influx.query("firewarden", "SELECT * FROM power WHERE device = 'b12-box1-main'")
-    assert any(r["phase"] == "L1" and (r["current_a"] or 0) > 63 for r in rows)
+        rows = influx.query("firewarden", "SELECT * FROM smoke WHERE fire = 1")
+    assert {r["device"] for r in rows} == {"b1-fire-panel", "b1-smoke2"}
 
 
 async def test_read_prints_every_quantity(tmp_path: Path, mosquitto: Mosquitto,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from drivers.gb26875.codec import Command
-from simulator.demo import dump_toml
 from simulator.services import InfluxDB, Mosquitto, free_port
+from simulator.toml_writer import dump_toml
 from simulator.uitd import UitdPeer, fire_frame
 from tests.services import MqttCollector, Received, eventually
 from tests.system.test_daemon import NotifySocket

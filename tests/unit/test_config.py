@@ -11,7 +11,7 @@ from daemon.cli import main
 from daemon.config import ConfigError, load_config, parse_duration, validate_config
 
 BAD = sorted((Path(__file__).parent / "configs" / "bad").glob("*.toml"))
-EXAMPLE = Path(__file__).parents[2] / "examples" / "demo.toml"
+EXAMPLE = Path(__file__).parent / "configs" / "three-meters.toml"
 
 
 def _expected(path: Path) -> str:
