@@ -31,6 +31,7 @@ from daemon.config import Config, DeviceConfig, LoadedConfig
 from daemon.notify.mqtt import MqttNotifier
 from daemon.panels import FirePanels, zone_locator
 from daemon.sinks.influx import InfluxSink
+from drivers.aio import cancel_and_wait
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
 from rules import fire
@@ -128,11 +129,7 @@ class Pipeline:
             async with asyncio.timeout(5):
                 await self._fire_lane.join()
                 await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     async def _consume(self, queue: asyncio.Queue[Reading], *, slice_: int) -> None:
         handled = 0

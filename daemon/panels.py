@@ -9,7 +9,6 @@ errors) is sampled every ``HEALTH_INTERVAL`` like a polled device's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from daemon.config import FirePanelConfig
+from drivers.aio import cancel_and_wait
 from drivers.gb26875.codec import Frame
 from drivers.gb26875.link import FirePanelLink
 from drivers.gb26875.mapping import frame_to_readings
@@ -85,10 +85,8 @@ class FirePanels:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self._stack.aclose()
 
     async def _report_health(self) -> None:

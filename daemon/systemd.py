@@ -18,6 +18,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from drivers.aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 _failed = False  # log the first failure, not every watchdog tick
@@ -141,15 +143,7 @@ class Watchdog:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # Re-raise only if we ourselves are being cancelled, not the task we cancelled.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
 
     async def _run(self, interval: float) -> None:
         unhealthy = False

@@ -35,6 +35,7 @@ from typing import Self
 
 import serial_asyncio_fast
 
+from drivers.aio import cancel_and_wait
 from drivers.modbus import rtu
 from drivers.profile import load_profile
 from simulator.modbus import SimulatedDevice
@@ -113,10 +114,7 @@ class RtuSimulator:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def __aenter__(self) -> Self:
         await self.start()

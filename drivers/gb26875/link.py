@@ -49,6 +49,7 @@ from typing import Literal, Self
 
 import serial_asyncio_fast
 
+from drivers.aio import cancel_and_wait
 from drivers.gb26875.codec import (
     MAX_ADU,
     MAX_FRAME,
@@ -318,15 +319,7 @@ class FirePanelLink:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(*tasks)
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
 
+from drivers.aio import cancel_and_wait
 from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import decode_bit, decode_point
 from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
@@ -259,14 +260,7 @@ class BusPoller:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # we are being cancelled ourselves, not just our poll task
+        await cancel_and_wait(task)
         await self._transport.close()
 
     # -- the loop ---------------------------------------------------------------------------

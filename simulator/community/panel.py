@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import serial_asyncio_fast
 
+from drivers.aio import cancel_and_wait
 from drivers.gb26875.codec import (
     Adu,
     AduType,
@@ -143,10 +144,7 @@ class UitdEmulator:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     # -- the connection -----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Literal, Self
 
 from pymodbus.datastore import ModbusDeviceContext
 
+from drivers.aio import cancel_and_wait
 from drivers.gb26875.codec import ComponentStatusFlags
 from drivers.profile import load_profile
 from simulator.community.daemon_config import Endpoints, FirePanelEndpoint
@@ -200,10 +201,7 @@ class CommunityRunner:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self._stack.aclose()
 
     async def wait_finished(self) -> None:
