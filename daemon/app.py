@@ -35,35 +35,62 @@ from drivers.aio import cancel_and_wait
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
 from rules import fire
-from rules.base import Rule
+from rules.base import DeviceInfo, SiteInfo
+from rules.catalog import build_rules
 from rules.engine import DeviceRules, RuleEngine
-from rules.fire import Flags
 from rules.model import AlarmEvent
-from rules.overload import OvercurrentParams
+from rules.policy import FloodPolicy, Policies
 
 log = logging.getLogger("firewarden")
 
 STATUS_INTERVAL = 10.0
+TICK_INTERVAL = 1.0  # s between rule and alarm timer ticks
 BULK_SLICE = 64  # bulk readings handled between yields to the loop (~1 ms of work)
 FIRE_LANE = frozenset(fire.FLAG_RULES)
 
 
-def device_rules(config: Config) -> dict[str, DeviceRules]:
-    """Resolve each device's rule parameters from the [rules] defaults and its own config."""
-    oc = config.rules.overcurrent
+def site_info(config: Config) -> SiteInfo:
+    site = config.site
+    return SiteInfo(latitude=site.latitude, longitude=site.longitude, timezone=site.timezone)
+
+
+def device_infos(loaded: LoadedConfig) -> list[DeviceInfo]:
+    """What the rules may know of each enabled device and fire panel."""
+    config = loaded.config
+    infos = [DeviceInfo(
+        name=d.name, kind=d.kind, profile_kind=loaded.profiles[d.name].profile.kind,
+        points=frozenset((p.quantity, p.channel) for p in loaded.profiles[d.name].points),
+        poll=d.poll, rated_current=d.rated_current, breaker_curve=d.breaker_curve,
+        building=d.building, box=d.box, circuit=d.circuit, floor=d.floor, area=d.area)
+        for d in config.devices if d.enabled]
+    infos += [DeviceInfo(name=p.name, kind="fire-panel", profile_kind="fire-panel",
+                         building=p.building) for p in config.fire_panels if p.enabled]
+    return infos
+
+
+def device_rules(loaded: LoadedConfig) -> dict[str, DeviceRules]:
+    """Each device's rules from the catalog, with its location for the alarms' context."""
+    config = loaded.config
+    built = build_rules(site_info(config), device_infos(loaded), loaded.params)
     out: dict[str, DeviceRules] = {}
     for device in config.devices:
-        rules: list[Rule] = [Flags()]
-        if oc.enabled and device.rated_current is not None:
-            rules.append(OvercurrentParams(
-                rated_current=device.rated_current, factor=oc.factor,
-                clear_factor=oc.clear_factor, on_delay=oc.on_delay))
-        out[device.name] = DeviceRules(rules=tuple(rules), context=_context(device))
+        out[device.name] = DeviceRules(rules=tuple(built.get(device.name, ())),
+                                       context=_context(device))
     for panel in config.fire_panels:
         context = {"kind": "fire-panel"} | ({"building": panel.building} if panel.building else {})
-        out[panel.name] = DeviceRules(rules=(Flags(),), context=context,
+        out[panel.name] = DeviceRules(rules=tuple(built.get(panel.name, ())), context=context,
                                       locate=zone_locator(panel))
     return out
+
+
+def policies(config: Config) -> Policies:
+    alarms = config.alarms
+    return Policies(rules={name: rule.overrides() for name, rule in alarms.rule.items()},
+                    chatter_count=alarms.chatter_count, chatter_window=alarms.chatter_window)
+
+
+def flood_policy(config: Config) -> FloodPolicy:
+    return FloodPolicy(count=config.alarms.flood_count, window=config.alarms.flood_window)
 
 
 def device_tags(config: Config) -> dict[str, dict[str, str]]:
@@ -89,8 +116,9 @@ class Pipeline:
     """
 
     def __init__(self, *, engine: RuleEngine, influx: InfluxSink, mqtt: MqttNotifier,
-                 queue_size: int) -> None:
+                 queue_size: int, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
+        self._clock = clock
         self._influx = influx
         self._mqtt = mqtt
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=queue_size)
@@ -119,6 +147,7 @@ class Pipeline:
         self._tasks = [
             asyncio.create_task(self._consume(self._fire_lane, slice_=1), name="fire-lane"),
             asyncio.create_task(self._consume(self._queue, slice_=BULK_SLICE), name="pipeline"),
+            asyncio.create_task(self._tick(), name="rule-ticks"),
         ]
         return self
 
@@ -152,6 +181,20 @@ class Pipeline:
         self._influx.add(reading)
         for event in self._engine.evaluate(reading):
             self._publish(event)
+        for derived in self._engine.take_derived():
+            self._influx.add(derived)
+
+    async def _tick(self) -> None:
+        """Time alone moves alarms too: delays, shelving, re-alarm, silent devices, dusk."""
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            try:
+                for event in self._engine.tick(self._clock()):
+                    self._publish(event)
+                for derived in self._engine.take_derived():
+                    self._influx.add(derived)
+            except Exception:
+                log.exception("rule tick failed")
 
     def _publish(self, event: AlarmEvent) -> None:
         alarm = event.alarm
@@ -170,14 +213,16 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._loaded.config
-        engine = RuleEngine(devices=device_rules(config))
+        engine = RuleEngine(devices=device_rules(self._loaded), policies=policies(config),
+                            flood=flood_policy(config))
         async with AsyncExitStack() as stack:
             influx = await stack.enter_async_context(InfluxSink(
                 config=config.influxdb, site=config.site.id, device_tags=device_tags(config)))
             mqtt = await stack.enter_async_context(
                 MqttNotifier(config=config.mqtt, site=config.site.id))
             pipeline = await stack.enter_async_context(Pipeline(
-                engine=engine, influx=influx, mqtt=mqtt, queue_size=config.daemon.queue_size))
+                engine=engine, influx=influx, mqtt=mqtt, queue_size=config.daemon.queue_size,
+                clock=self._clock))
             await stack.enter_async_context(FirePanels(
                 panels=config.fire_panels, emit=pipeline.submit, clock=self._clock))
             for bus in config.buses:

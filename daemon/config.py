@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +28,7 @@ from drivers.durations import Duration, parse_duration
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 from drivers.profile import Profile, ProfileError, Workarounds, load_profile
+from rules.catalog import CATALOG
 
 __all__ = ["Duration", "parse_duration"]  # re-exported for callers of the config
 
@@ -137,6 +139,8 @@ class DeviceConfig(_Frozen):
     enabled: bool = True
     # This unit's quirks, on top of its profile's (e.g. one meter with old firmware).
     workarounds: Workarounds | None = None
+    # [device.rules.<name>]: this device's rule parameters on top of [rules.<name>]
+    rules: dict[str, dict[str, Any]] = {}
 
     def tags(self) -> dict[str, str]:
         """Location tags for InfluxDB and alarm context (empty ones left out)."""
@@ -196,31 +200,28 @@ class FirePanelConfig(_Frozen):
         return f"{self.host or '0.0.0.0'}:{self.port}"
 
 
-class OvercurrentRule(_Frozen):
-    """Per-phase current above ``factor`` × rated_current for ``on_delay`` raises an alarm."""
+class AlarmRuleConfig(_Frozen):
+    """``[alarms.rule.<name>]``: how one alarm rule's alarms behave (unset: its severity's
+    default, see rules/policy.py)."""
 
-    enabled: bool = True
-    factor: Annotated[float, Field(gt=0, le=10)] = 1.0
-    on_delay: Annotated[Duration, Field(ge=0, le=3600)] = 5.0
-    clear_factor: Annotated[float, Field(gt=0, le=10)] = 0.95  # deadband: clear below this
+    on_delay: Annotated[Duration, Field(ge=0, le=86_400)] | None = None
+    off_delay: Annotated[Duration, Field(ge=0, le=86_400)] | None = None
+    latching: bool | None = None
+    realarm_after: Annotated[Duration, Field(gt=0, le=7 * 86_400)] | None = None
+    shelvable: bool | None = None
 
-    @model_validator(mode="after")
-    def _deadband(self) -> OvercurrentRule:
-        if self.clear_factor > self.factor:
-            raise ValueError(f"clear_factor {self.clear_factor} is above factor {self.factor}")
-        return self
-
-
-class LeakageRule(_Frozen):
-    """GB 50116-2013 §9.2.3: residual-current alarm at 300-500 mA (rules issue)."""
-
-    alarm_ma: Annotated[float, Field(ge=20, le=1000)] = 300.0
-    prealarm_pct: Annotated[float, Field(gt=0, le=100)] = 70.0
+    def overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.model_fields_set}
 
 
-class RulesConfig(_Frozen):
-    overcurrent: OvercurrentRule = OvercurrentRule()
-    leakage: LeakageRule = LeakageRule()
+class AlarmsConfig(_Frozen):
+    """``[alarms]``: chattering and flood limits (ISA-18.2 defaults) and per-rule behaviour."""
+
+    chatter_count: Annotated[int, Field(ge=2, le=100)] = 3
+    chatter_window: Annotated[Duration, Field(gt=0, le=86_400)] = 60.0
+    flood_count: Annotated[int, Field(ge=1, le=10_000)] = 10
+    flood_window: Annotated[Duration, Field(gt=0, le=86_400)] = 600.0
+    rule: dict[str, AlarmRuleConfig] = {}
 
 
 class DaemonConfig(_Frozen):
@@ -237,7 +238,9 @@ class Config(_Frozen):
     buses: tuple[BusConfig, ...] = Field(default=(), alias="bus")
     devices: tuple[DeviceConfig, ...] = Field(default=(), alias="device")
     fire_panels: tuple[FirePanelConfig, ...] = Field(default=(), alias="fire_panel")
-    rules: RulesConfig = RulesConfig()
+    # [rules.<name>]: site-wide rule parameters, validated against the rule catalog
+    rules: dict[str, dict[str, Any]] = {}
+    alarms: AlarmsConfig = AlarmsConfig()
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -256,11 +259,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A valid config with its device profiles resolved."""
+    """A valid config with its device profiles and rule parameters resolved."""
 
     config: Config
     profiles: Mapping[str, Profile]  # device name -> profile
     path: Path
+    rule_params: Mapping[tuple[str, str], Any] = field(default_factory=dict)  # (rule, device)
+
+    def params(self, rule: str, device: str) -> Any:
+        """A rule's parameters for a device (defaults and [rules.<name>] if not configured)."""
+        found = self.rule_params.get((rule, device))
+        return found if found is not None else self.rule_params[(rule, "")]
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -282,11 +291,46 @@ def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError([_format_error(err) for err in exc.errors()]) from exc
     errors, profiles = _cross_check(config, path.parent)
+    rule_params = _rule_params(config, errors)
     if not errors:
         errors = _line_budget(config, profiles)
     if errors:
         raise ConfigError(errors)
-    return LoadedConfig(config=config, profiles=profiles, path=path)
+    return LoadedConfig(config=config, profiles=profiles, path=path, rule_params=rule_params)
+
+
+def _rule_params(config: Config, errors: list[str]) -> dict[tuple[str, str], Any]:
+    """Every rule's parameters: site-wide under key (rule, ""), per device where it sets some.
+
+    Each is validated by the rule's own parameter dataclass, so a wrong key or value is an
+    error naming ``rules.<name>.<key>`` or ``device[i].rules.<name>.<key>``.
+    """
+    out: dict[tuple[str, str], Any] = {}
+    for name in config.rules:
+        if name not in CATALOG:
+            errors.append(f"rules.{name}: unknown rule (known: {', '.join(CATALOG)})")
+    for name, spec in CATALOG.items():
+        site = config.rules.get(name, {})
+        adapter: TypeAdapter[Any] = TypeAdapter(spec.params)
+        try:
+            out[(name, "")] = adapter.validate_python(site)
+        except ValidationError as exc:
+            errors += [_format_error(e, f"rules.{name}") for e in exc.errors()]
+            continue
+        for i, device in enumerate(config.devices):
+            own = device.rules.get(name)
+            if own is None:
+                continue
+            try:
+                out[(name, device.name)] = adapter.validate_python({**site, **own})
+            except ValidationError as exc:
+                errors += [_format_error(e, f"device[{i}].rules.{name}") for e in exc.errors()]
+    for i, device in enumerate(config.devices):
+        for name in device.rules:
+            if name not in CATALOG:
+                errors.append(f"device[{i}].rules.{name}: unknown rule "
+                              f"(known: {', '.join(CATALOG)})")
+    return out
 
 
 def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, Profile]]:
@@ -369,8 +413,8 @@ def _unique_names(errors: list[str], table: str, names: list[str]) -> None:
         seen.setdefault(name, i)
 
 
-def _format_error(err: Mapping[str, Any]) -> str:
-    path = ""
+def _format_error(err: Mapping[str, Any], prefix: str = "") -> str:
+    path = prefix
     for part in err["loc"]:
         if isinstance(part, int):
             path += f"[{part}]"
@@ -379,7 +423,7 @@ def _format_error(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         return f"{path}: required field is missing"
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"{path}: unknown key (got {err.get('input')!r})"
     value = err.get("input")
     if isinstance(value, dict | list):  # a whole table: the message already names the values

@@ -23,7 +23,7 @@ def render_plan(loaded: LoadedConfig) -> str:
         f"mqtt {config.mqtt.host}:{config.mqtt.port} topics "
         f"{config.mqtt.topic_prefix}/{site.id}/...",
     ]
-    rules = device_rules(config)
+    rules = device_rules(loaded)
     for bus in config.buses:
         devices = [d for d in config.devices if d.bus == bus.name]
         lines.append(f"bus {bus.name}: {bus.type} {bus.endpoint}"

@@ -26,7 +26,7 @@ from rules.alarm import (
     new_alarm,
     transition,
 )
-from rules.base import Rule, TickingRule
+from rules.base import Output, Rule, TickingRule
 from rules.fire import Flags
 from rules.model import Alarm, AlarmEvent, Condition, EventKind, Severity
 from rules.policy import FloodPolicy, Policies
@@ -75,6 +75,7 @@ class RuleEngine:
         self._timed: set[str] = {a.alarm_id for a in self.alarms.values()
                                  if needs_tick(a, self._policy(a))}
         self._raises: deque[float] = deque()
+        self._derived: list[Reading] = []
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -86,11 +87,15 @@ class RuleEngine:
         events: list[AlarmEvent] = []
         for rule in rules:
             key = (id(rule), rule.key(reading))
-            state, conditions = rule.step(self._states.get(key), reading)
+            state, outputs = rule.step(self._states.get(key), reading)
             self._states[key] = state
-            for condition in conditions:
-                events += self.apply(condition, reading.ts)
+            events += self._outputs(outputs, reading.ts)
         return events
+
+    def take_derived(self) -> list[Reading]:
+        """Readings the rules derived since the last call (e.g. thermal load), to store."""
+        derived, self._derived = self._derived, []
+        return derived
 
     def apply(self, condition: Condition, now: float) -> list[AlarmEvent]:
         """Run one condition through the alarm state machine."""
@@ -118,11 +123,10 @@ class RuleEngine:
         for rule in self._ticking:
             mine = [(key[1], state) for key, state in self._states.items()
                     if isinstance(key, tuple) and key[0] == id(rule)]
-            changed, conditions = rule.tick(mine, now)
+            changed, outputs = rule.tick(mine, now)
             for key, state in changed.items():
                 self._states[(id(rule), key)] = state
-            for condition in conditions:
-                events += self.apply(condition, now)
+            events += self._outputs(outputs, now)
         for alarm_id in sorted(self._timed):
             events += self._transition(self.alarms[alarm_id], Tick(), now)
         events += self._update_flood(now)
@@ -140,6 +144,15 @@ class RuleEngine:
         return flood is not None and flood.in_alarm
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _outputs(self, outputs: Sequence[Output], now: float) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        for output in outputs:
+            if isinstance(output, Condition):
+                events += self.apply(output, now)
+            else:
+                self._derived.append(output)
+        return events
 
     def _policy(self, alarm: Alarm) -> AlarmPolicy:
         return self._policies.for_alarm(alarm.rule, alarm.severity)

@@ -8,11 +8,12 @@ state machine's latched state (rules issue).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from drivers.measurements import Quantity, Reading
+from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 
 
@@ -77,3 +78,27 @@ class Flags:
 
 
 _QUANTITIES = frozenset(FLAG_RULES)
+
+
+@dataclass(frozen=True, slots=True)
+class FireConfig:
+    """``[rules.fire]``: fire, detector fault and electrical fire detector flags of every smoke
+    detector, residual-current/temperature detector and fire panel."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+
+
+def _build(site: SiteInfo,
+           devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
+    flags = Flags()
+    return {d.name: [flags] for d, _ in devices
+            if d.kind == "fire-panel" or any(d.serves(q) for q in FLAG_RULES)}
+
+
+SPEC = RuleSpec(name="fire", params=FireConfig, build=_build,
+                summary="fire and fault flags from smoke detectors, detectors and fire panels",
+                alarms={"fire": "fire: a detector or panel reports fire; latches until reset",
+                        "detector-fault": "warning: a detector or panel reports a fault",
+                        "electrical-fire": "critical: an electrical fire detector's own alarm"})

@@ -6,10 +6,15 @@ issue. Pure: state in, state and conditions out; time is the reading's.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
+from annotated_types import Ge, Gt, Le
+
+from drivers.durations import Duration
 from drivers.measurements import Quantity, Reading
+from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 
 RULE = "overcurrent"
@@ -84,3 +89,37 @@ def _condition(reading: Reading, params: OvercurrentParams, active: bool) -> Con
         message=f"{reading.channel} current {reading.value:.1f} A ({pct:.0f}% of In "
                 f"{params.rated_current:g} A) {verb} limit {params.limit:g} A",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OvercurrentConfig:
+    """``[rules.overcurrent]``: applies to every device with a ``rated_current`` that
+    measures phase currents."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+    factor: Annotated[float, Gt(0), Le(10)] = 1.0  # alarm above factor x rated_current ...
+    on_delay: Annotated[Duration, Ge(0), Le(3600)] = 5.0  # ... held this long (s)
+    clear_factor: Annotated[float, Gt(0), Le(10)] = 0.95  # deadband: clears below this x In
+
+    def __post_init__(self) -> None:
+        if self.clear_factor > self.factor:
+            raise ValueError(f"clear_factor {self.clear_factor} is above factor {self.factor}")
+
+
+def _build(site: SiteInfo,
+           devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
+    out: dict[str, Sequence[Rule]] = {}
+    for device, config in devices:
+        if device.rated_current is None or not device.serves(Quantity.CURRENT):
+            continue
+        out[device.name] = [OvercurrentParams(
+            rated_current=device.rated_current, factor=config.factor,
+            clear_factor=config.clear_factor, on_delay=config.on_delay)]
+    return out
+
+
+SPEC = RuleSpec(name=RULE, params=OvercurrentConfig, build=_build,
+                summary="per-phase current above the breaker rating for on_delay",
+                alarms={RULE: "critical: a phase current above factor x In for on_delay"})

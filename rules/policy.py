@@ -8,7 +8,8 @@ announced again every 5 minutes while nobody acknowledges it; critical electrica
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import Any
 
 from rules.alarm import AlarmPolicy
 from rules.model import Severity
@@ -31,13 +32,22 @@ class FloodPolicy:
     window: float = 600.0
 
 
-@dataclass(frozen=True, slots=True)
 class Policies:
-    """Policy lookup: a rule's own policy, else its severity's default."""
+    """Policy lookup: the severity's default with the site's chatter limits, then the rule's
+    own overrides (``{"leakage": {"off_delay": 30.0}}``)."""
 
-    rules: Mapping[str, AlarmPolicy] = field(default_factory=dict)
-    by_severity: Mapping[Severity, AlarmPolicy] = field(default_factory=lambda: BY_SEVERITY)
+    def __init__(self, *, rules: Mapping[str, Mapping[str, Any]] | None = None,
+                 chatter_count: int = 3, chatter_window: float = 60.0,
+                 by_severity: Mapping[Severity, AlarmPolicy] | None = None) -> None:
+        self._rules = {name: dict(o) for name, o in (rules or {}).items()}
+        self._base = {sev: replace(p, chatter_count=chatter_count, chatter_window=chatter_window)
+                      for sev, p in (by_severity or BY_SEVERITY).items()}
+        self._cache: dict[tuple[str, Severity], AlarmPolicy] = {}
 
     def for_alarm(self, rule: str, severity: Severity) -> AlarmPolicy:
-        policy = self.rules.get(rule)
-        return policy if policy is not None else self.by_severity[severity]
+        key = (rule, severity)
+        policy = self._cache.get(key)
+        if policy is None:
+            policy = replace(self._base[severity], **self._rules.get(rule, {}))
+            self._cache[key] = policy
+        return policy

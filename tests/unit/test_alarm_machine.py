@@ -219,7 +219,7 @@ def test_engine_flood_raises_one_alarm_and_marks_the_rest() -> None:
 def test_engine_ticks_on_delays_without_new_readings() -> None:
     from rules.policy import Policies
     engine = RuleEngine(devices={"d": DeviceRules()},
-                        policies=Policies(rules={"detector-fault": AlarmPolicy(on_delay=10)}))
+                        policies=Policies(rules={"detector-fault": {"on_delay": 10.0}}))
     assert engine.evaluate(Reading(ts=0, device="d", quantity=Quantity.SMOKE_FAULT,
                                    value=1.0)) == []
     assert engine.tick(9.0) == []

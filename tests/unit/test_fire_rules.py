@@ -87,7 +87,7 @@ def test_panel_fire_alarm_carries_building_floor_and_area() -> None:
                         "building": "12", "zone": [{"zone": 3, "floor": "3",
                                                     "area": "east stairwell"}]}],
     }, Path("inline.toml"))
-    engine = RuleEngine(devices=device_rules(loaded.config))
+    engine = RuleEngine(devices=device_rules(loaded))
     (event,) = engine.evaluate(Reading(ts=5.0, device="b12-panel", quantity=Quantity.FIRE,
                                        value=1.0, channel="2-3-25"))
     assert event.kind is EventKind.RAISED
