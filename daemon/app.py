@@ -22,22 +22,26 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import Protocol
 
 from daemon import systemd
+from daemon.commands import CommandError, parse_command
 from daemon.config import Config, DeviceConfig, LoadedConfig
 from daemon.notify.mqtt import MqttNotifier
 from daemon.panels import FirePanels, zone_locator
 from daemon.sinks.influx import InfluxSink
+from daemon.store import AlarmStore
 from drivers.aio import cancel_and_wait
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
 from rules import fire
+from rules.alarm import CommandRefused
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import build_rules
-from rules.engine import DeviceRules, RuleEngine
+from rules.engine import DeviceRules, RuleEngine, UnknownAlarm
 from rules.model import AlarmEvent
 from rules.policy import FloodPolicy, Policies
 
@@ -107,6 +111,61 @@ def _context(device: DeviceConfig) -> dict[str, str]:
     return {**device.tags(), "kind": device.kind}
 
 
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+class AlarmDesk:
+    """The one path of alarm events: the store first (durable, so nothing accepted is lost
+    and nothing delivered pages twice after a restart), then the notifiers are woken to send
+    from the store's outbox, and the transitions go to InfluxDB's ``alarms``. Operator
+    commands come in here too."""
+
+    def __init__(self, *, engine: RuleEngine, store: AlarmStore, influx: InfluxSink,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self._store = store
+        self._influx = influx
+        self._clock = clock
+        self.notifiers: list[Wakeable] = []
+
+    def publish(self, events: Sequence[AlarmEvent]) -> None:
+        if not events:
+            return
+        for event in events:
+            alarm = event.alarm
+            log.warning("alarm %s %s: %s", alarm.alarm_id, event.kind.value, alarm.message)
+        self._store.record(events)
+        for notifier in self.notifiers:
+            notifier.wake()
+        for event in events:
+            self._influx.add_alarm(event)
+
+    def command(self, verb: str, body: bytes) -> dict[str, object]:
+        """Apply one operator command; the result says what happened or why not."""
+        try:
+            request = parse_command(verb, body)
+        except CommandError as exc:
+            return {"ok": False, "verb": verb, "error": str(exc)}
+        answer: dict[str, object] = {"verb": verb, "alarm_id": request.alarm_id,
+                                     "by": request.by}
+        if request.request_id is not None:
+            answer["id"] = request.request_id
+        try:
+            events = self.engine.command(request.alarm_id, request.signal(self._clock()),
+                                         self._clock())
+        except UnknownAlarm:
+            return {**answer, "ok": False, "error": f"no alarm {request.alarm_id!r}"}
+        except CommandRefused as exc:
+            return {**answer, "ok": False, "error": str(exc)}
+        self.publish(events)
+        alarm = self.engine.alarms[request.alarm_id]
+        log.info("command %s on %s by %s: now %s", verb, request.alarm_id, request.by,
+                 alarm.state.value)
+        return {**answer, "ok": True, "state": alarm.state.value,
+                "events": [e.event_id for e in events]}
+
+
 class Pipeline:
     """Consumes readings: stores every one, runs the rules, sends alarm events on.
 
@@ -115,12 +174,12 @@ class Pipeline:
     its readings are few and none may be refused.
     """
 
-    def __init__(self, *, engine: RuleEngine, influx: InfluxSink, mqtt: MqttNotifier,
-                 queue_size: int, clock: Callable[[], float] = time.time) -> None:
-        self._engine = engine
+    def __init__(self, *, desk: AlarmDesk, influx: InfluxSink, queue_size: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._desk = desk
+        self._engine = desk.engine
         self._clock = clock
         self._influx = influx
-        self._mqtt = mqtt
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=queue_size)
         self._fire_lane: asyncio.Queue[Reading] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,8 +238,7 @@ class Pipeline:
         if reading.quantity is Quantity.ONLINE:
             self.online[reading.device] = reading.value >= 1
         self._influx.add(reading)
-        for event in self._engine.evaluate(reading):
-            self._publish(event)
+        self._desk.publish(self._engine.evaluate(reading))
         for derived in self._engine.take_derived():
             self._influx.add(derived)
 
@@ -189,18 +247,11 @@ class Pipeline:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
             try:
-                for event in self._engine.tick(self._clock()):
-                    self._publish(event)
+                self._desk.publish(self._engine.tick(self._clock()))
                 for derived in self._engine.take_derived():
                     self._influx.add(derived)
             except Exception:
                 log.exception("rule tick failed")
-
-    def _publish(self, event: AlarmEvent) -> None:
-        alarm = event.alarm
-        log.warning("alarm %s %s: %s", alarm.alarm_id, event.kind.value, alarm.message)
-        self._mqtt.publish_event(event)
-        self._influx.add_alarm(event)
 
 
 class Supervisor:
@@ -213,15 +264,24 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._loaded.config
-        engine = RuleEngine(devices=device_rules(self._loaded), policies=policies(config),
-                            flood=flood_policy(config))
+        store = AlarmStore(config.daemon.state_dir / "alarms.db", sinks=["mqtt"])
         async with AsyncExitStack() as stack:
+            stack.enter_context(store)
+            alarms = store.load_alarms()
+            engine = RuleEngine(devices=device_rules(self._loaded), policies=policies(config),
+                                flood=flood_policy(config), alarms=alarms)
+            if alarms:
+                log.info("alarm store %s: %d alarms, %d active, %s events waiting",
+                         store.path, len(alarms), engine.active_count, store.backlog() or 0)
             influx = await stack.enter_async_context(InfluxSink(
                 config=config.influxdb, site=config.site.id, device_tags=device_tags(config)))
-            mqtt = await stack.enter_async_context(
-                MqttNotifier(config=config.mqtt, site=config.site.id))
+            desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock)
+            mqtt = await stack.enter_async_context(MqttNotifier(
+                config=config.mqtt, site=config.site.id, outbox=store,
+                on_command=desk.command))
+            desk.notifiers.append(mqtt)
             pipeline = await stack.enter_async_context(Pipeline(
-                engine=engine, influx=influx, mqtt=mqtt, queue_size=config.daemon.queue_size,
+                desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock))
             await stack.enter_async_context(FirePanels(
                 panels=config.fire_panels, emit=pipeline.submit, clock=self._clock))

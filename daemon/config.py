@@ -200,6 +200,41 @@ class FirePanelConfig(_Frozen):
         return f"{self.host or '0.0.0.0'}:{self.port}"
 
 
+class WebhookConfig(_Frozen):
+    """``[[webhook]]``: alarm pages to an HTTP endpoint (generic JSON, a WeCom group robot or a
+    DingTalk robot). Robot URLs carry their key: put them in ``url_file`` (mode 0600), not in
+    the config."""
+
+    name: Name
+    format: Literal["json", "wecom", "dingtalk"] = "json"
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    url_file: Path | None = None
+    secret_file: Path | None = None  # DingTalk "加签" secret (SEC...), signs every request
+    min_severity: Literal["fire", "critical", "warning", "info"] = "warning"
+    # which alarm events page (defaults: new alarms, re-alarms, chattering, floods)
+    events: tuple[Literal["raised", "realarm", "chattering", "cleared", "acknowledged",
+                          "removed", "latched", "reset", "shelved", "unshelved",
+                          "out_of_service", "in_service", "chatter_ended"], ...] = (
+        "raised", "realarm", "chattering")
+    mention: tuple[str, ...] = ()  # mobile numbers (robots) to @ on fire and critical alarms
+    timeout: Annotated[Duration, Field(gt=0, le=120)] = 10.0
+    retry_max: Annotated[Duration, Field(ge=1, le=3600)] = 300.0  # cap of the retry backoff
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("set exactly one of url and url_file")
+        if self.secret_file is not None and self.format != "dingtalk":
+            raise ValueError("secret_file signs DingTalk robot requests; "
+                             f"format is {self.format!r}")
+        return self
+
+    @property
+    def sink(self) -> str:
+        """The alarm store's outbox name for this webhook."""
+        return f"webhook:{self.name}"
+
+
 class AlarmRuleConfig(_Frozen):
     """``[alarms.rule.<name>]``: how one alarm rule's alarms behave (unset: its severity's
     default, see rules/policy.py)."""
@@ -241,6 +276,7 @@ class Config(_Frozen):
     # [rules.<name>]: site-wide rule parameters, validated against the rule catalog
     rules: dict[str, dict[str, Any]] = {}
     alarms: AlarmsConfig = AlarmsConfig()
+    webhooks: tuple[WebhookConfig, ...] = Field(default=(), alias="webhook")
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -339,6 +375,7 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
     _unique_names(errors, "bus", [b.name for b in config.buses])
     _unique_names(errors, "device", [d.name for d in config.devices])
     _unique_names(errors, "fire_panel", [f.name for f in config.fire_panels])
+    _unique_names(errors, "webhook", [w.name for w in config.webhooks])
     devices = {d.name for d in config.devices}
     for i, panel in enumerate(config.fire_panels):
         # Panel readings carry the panel's name as their device: it must not be a meter's too.

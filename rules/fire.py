@@ -36,14 +36,14 @@ FLAG_RULES: dict[Quantity, FlagRule] = {
 def evaluate(previous: bool | None, reading: Reading) -> tuple[bool | None, list[Condition]]:
     """Feed one flag reading; ``previous`` is the flag's last value (None: never seen).
 
-    A condition is emitted when the flag changes, and for a first sighting only if it is set
-    (a detector that starts healthy is not news).
+    A condition is emitted when the flag changes and on its first sighting (a healthy first
+    sighting creates no alarm, but clears one the store kept from before a restart).
     """
     spec = FLAG_RULES.get(reading.quantity)
     if spec is None or not reading.good:
         return previous, []
     now = reading.value >= 0.5
-    if now == previous or (previous is None and not now):
+    if now == previous:
         return now, []
     return now, [Condition(rule=spec.rule, device=reading.device, channel=reading.channel,
                            active=now, severity=spec.severity, ts=reading.ts,

@@ -46,7 +46,7 @@ class OvercurrentParams:
 
     def step(self, state: OvercurrentState | None,
              reading: Reading) -> tuple[OvercurrentState, list[Condition]]:
-        return evaluate(state or OvercurrentState(), reading, self)
+        return evaluate(state or OvercurrentState(known=False), reading, self)
 
 
 _QUANTITIES = frozenset({Quantity.CURRENT})
@@ -56,6 +56,8 @@ _QUANTITIES = frozenset({Quantity.CURRENT})
 class OvercurrentState:
     above_since: float | None = None  # first reading above the limit in the current run
     active: bool = False
+    known: bool = True  # False until the first verdict (after a restart the stored alarm
+    #                     may be active: a first healthy reading must clear it)
 
 
 def evaluate(
@@ -71,10 +73,10 @@ def evaluate(
         since = state.above_since if state.above_since is not None else now
         if not state.active and now - since >= params.on_delay - ON_DELAY_SLACK:
             return OvercurrentState(since, True), [_condition(reading, params, True)]
-        return OvercurrentState(since, state.active), []
+        return OvercurrentState(since, state.active, state.known), []
     if state.active and amps >= params.rated_current * params.clear_factor:
         return OvercurrentState(None, True), []  # inside the deadband: stay active, no chatter
-    if state.active:
+    if state.active or not state.known:
         return OvercurrentState(), [_condition(reading, params, False)]
     return OvercurrentState(), []
 

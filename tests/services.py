@@ -106,6 +106,11 @@ class MqttCollector:
             self.messages.append(Received(message.topic.value, bytes(raw), message.retain))
             self._changed.set()
 
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1,
+                      retain: bool = False) -> None:
+        """Publish as this client (e.g. an operator's command)."""
+        await self._client.publish(topic, payload, qos=qos, retain=retain)
+
     def on(self, topic: str) -> list[Received]:
         """Messages received on exactly ``topic``, in order."""
         return [m for m in self.messages if m.topic == topic]

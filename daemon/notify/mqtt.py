@@ -1,22 +1,23 @@
-"""MQTT notifier: alarm events and retained alarm state, through an outbox that survives
-broker outages.
+"""MQTT notifier: alarm events and retained alarm state from the store's outbox, operator
+commands, and Home Assistant discovery.
 
 Topics (design §5), with ``prefix`` = ``mqtt.topic_prefix``:
 
 - ``{prefix}/{site}/status``: ``online`` (retained) after each connect; the last will and a
   clean shutdown both leave ``offline`` (retained).
-- ``{prefix}/{site}/events``: every alarm transition as JSON, QoS 1, not retained.
+- ``{prefix}/{site}/events``: every alarm transition as JSON with its ``event_id``, QoS 1, not
+  retained.
 - ``{prefix}/{site}/alarms/{alarm_id}``: the alarm's current state as JSON, QoS 1, retained;
-  an empty retained payload (which deletes the retained message) once it is removed.
+  an empty retained payload (which deletes the retained message) once it is back to normal.
+- ``{prefix}/{site}/cmd/{verb}`` (we subscribe): ``ack``, ``shelve``, ``unshelve``,
+  ``reset``, ``out-of-service``, ``in-service`` with a JSON body; the answer goes to
+  ``{prefix}/{site}/cmd/result``.
 
-``publish_event`` only appends to an in-memory outbox; a background task publishes it in order,
-one QoS 1 message at a time, and drops a message from the outbox only after the broker's
-PUBACK. When the broker goes away the task reconnects with capped, jittered backoff and carries
-on where it stopped, so nothing accepted is lost or reordered (a message whose PUBACK was lost
-may arrive twice: QoS 1 is at-least-once). Fire-severity events go out first: they have their own
-lane, published before anything waiting in the normal outbox (each alarm's own events keep
-their order, as an alarm's severity decides its lane). The rules issue persists the outbox in
-SQLite.
+Events come from the alarm store's outbox (SQLite), not from memory: a background task
+publishes the pending rows in order (fire first), one QoS 1 message at a time, and deletes a
+row only after the broker's PUBACK. So an event accepted while the broker is down, or just
+before the daemon was killed, is sent when both are back; one whose PUBACK was lost may arrive
+twice (QoS 1 is at-least-once): receivers de-duplicate on ``event_id``.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ import json
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 
 from daemon.config import MqttConfig
-from rules.model import AlarmEvent, AlarmState, EventKind, Severity
+from daemon.store import Outbox, OutboxItem
+from rules.model import AlarmState
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def topic_leaf(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OutMessage:
-    """One message waiting in the outbox."""
+    """One message to publish."""
 
     topic: str
     payload: bytes
@@ -60,42 +63,52 @@ class OutMessage:
 @dataclass(frozen=True, slots=True)
 class MqttStats:
     connected: bool
-    queued: int  # accepted, not yet acknowledged by the broker
+    queued: int  # events accepted, not yet acknowledged by the broker
     published: int
     connects: int  # successful connections since start
     connect_failures: int  # failed attempts and lost connections
+    commands: int  # commands received (valid or not)
 
 
-def event_messages(event: AlarmEvent, *, prefix: str, site: str) -> list[OutMessage]:
-    """The messages one alarm transition becomes (pure; the order is the publish order)."""
+# A command handler: (verb, raw body) -> the result object published on cmd/result.
+CommandHandler = Callable[[str, bytes], dict[str, object]]
+
+
+def event_messages(item: OutboxItem, *, prefix: str, site: str) -> list[OutMessage]:
+    """The messages one stored alarm event becomes (pure; the order is the publish order)."""
     base = f"{prefix}/{site}"
-    state = (b"" if event.kind is EventKind.REMOVED or event.alarm.state is AlarmState.NORMAL
-             else _json(event.alarm.as_dict()))
+    alarm = item.alarm
+    state = b"" if alarm.get("state") == AlarmState.NORMAL.value else _json(alarm)
     return [
-        OutMessage(f"{base}/events", _json(event.as_dict()), qos=1, retain=False),
-        OutMessage(f"{base}/alarms/{topic_leaf(event.alarm.alarm_id)}", state, qos=1,
+        OutMessage(f"{base}/events", _json(item.payload), qos=1, retain=False),
+        OutMessage(f"{base}/alarms/{topic_leaf(str(alarm['alarm_id']))}", state, qos=1,
                    retain=True),
     ]
 
 
-def _json(value: dict[str, object]) -> bytes:
+def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 class MqttNotifier:
-    """Publishes alarm events to MQTT with an in-order, reconnecting outbox; an async context
+    """Publishes the outbox to MQTT, reconnecting forever; takes commands; an async context
     manager. Starting does not wait for the broker: the daemon runs without one."""
 
-    def __init__(self, *, config: MqttConfig, site: str, retry_initial: float = 1.0,
+    def __init__(self, *, config: MqttConfig, site: str, outbox: Outbox, sink: str = "mqtt",
+                 on_command: CommandHandler | None = None, retry_initial: float = 1.0,
                  retry_max: float = 30.0, close_timeout: float = 5.0) -> None:
         self._config = config
         self._site = site
+        self._outbox = outbox
+        self._sink = sink
+        self._on_command = on_command
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._close_timeout = close_timeout
-        self.status_topic = f"{config.topic_prefix}/{site}/status"
-        self._outbox: deque[OutMessage] = deque()
-        self._fire_lane: deque[OutMessage] = deque()
+        self.base = f"{config.topic_prefix}/{site}"
+        self.status_topic = f"{self.base}/status"
+        self._direct: deque[OutMessage] = deque()  # command results: transient, not stored
+        self._retained: dict[str, bytes] = {}  # device states, discovery: sent on each connect
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -106,6 +119,7 @@ class MqttNotifier:
         self._published = 0
         self._connects = 0
         self._failures = 0
+        self._commands = 0
 
     @property
     def connected(self) -> bool:
@@ -116,27 +130,28 @@ class MqttNotifier:
     def stats(self) -> MqttStats:
         return MqttStats(connected=self._connected, queued=self._queued,
                          published=self._published, connects=self._connects,
-                         connect_failures=self._failures)
+                         connect_failures=self._failures, commands=self._commands)
 
     @property
     def _queued(self) -> int:
-        return len(self._fire_lane) + len(self._outbox)
+        return len(self._outbox.pending(self._sink, 100_000))
 
     def alarm_topic(self, alarm_id: str) -> str:
-        return f"{self._config.topic_prefix}/{self._site}/alarms/{topic_leaf(alarm_id)}"
+        return f"{self.base}/alarms/{topic_leaf(alarm_id)}"
 
-    def publish_event(self, event: AlarmEvent) -> None:
-        """Queue an alarm transition (event + retained state). Never blocks, never raises
-        for a broker problem."""
-        try:
-            messages = event_messages(event, prefix=self._config.topic_prefix, site=self._site)
-        except Exception:
-            log.exception("cannot encode alarm event %s", event.alarm.alarm_id)
-            return
-        lane = self._fire_lane if event.alarm.severity is Severity.FIRE else self._outbox
-        lane.extend(messages)
+    def wake(self) -> None:
+        """New events are in the outbox: publish them. Never blocks, never raises."""
         self._idle.clear()
         self._wake.set()
+
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """Keep ``topic`` retained at ``payload`` (re-sent after every reconnect); for device
+        states and Home Assistant discovery, which are state, not events."""
+        if self._retained.get(topic) == payload:
+            return
+        self._retained[topic] = payload
+        self._direct.append(OutMessage(topic, payload, qos=1, retain=True))
+        self.wake()
 
     async def drain(self) -> None:
         """Return once the outbox is empty (bound it with ``asyncio.timeout``)."""
@@ -162,9 +177,9 @@ class MqttNotifier:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._connected = False
-        if self._queued:
-            # OUTBOX: issue 6 keeps these in SQLite and sends them after the restart.
-            log.error("MQTT notifier closed with %d messages unsent (lost)", self._queued)
+        if queued := self._queued:
+            log.warning("MQTT notifier closed with %d events unsent: kept in the store, sent "
+                        "after the restart", queued)
 
     # -- the connection loop ---------------------------------------------------------------
 
@@ -192,6 +207,10 @@ class MqttNotifier:
                     self._on_connected(attempt)
                     attempt = 0
                     await client.publish(self.status_topic, b"online", qos=1, retain=True)
+                    if self._on_command is not None:
+                        await client.subscribe(f"{self.base}/cmd/+", qos=1)
+                    self._direct = deque(OutMessage(t, p, qos=1, retain=True)
+                                         for t, p in self._retained.items())
                     await self._session(client)
                     # Clean shutdown: the will is not sent on DISCONNECT, so say it ourselves.
                     await client.publish(self.status_topic, b"offline", qos=1, retain=True)
@@ -207,28 +226,60 @@ class MqttNotifier:
     async def _session(self, client: aiomqtt.Client) -> None:
         """Publish the outbox until closing; raises MqttError when the connection drops."""
         async with asyncio.TaskGroup() as group:
-            # The message iterator is how aiomqtt reports a dropped connection while we idle;
-            # the cmd/ subscriptions (commands issue) will be handled here too.
+            # The message iterator brings commands, and is how aiomqtt reports a dropped
+            # connection while we idle.
             watcher = group.create_task(self._watch(client), name="mqtt-watch")
             await self._publish_outbox(client)
             watcher.cancel()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        async for _message in client.messages:
-            pass
+        prefix = f"{self.base}/cmd/"
+        async for message in client.messages:
+            topic = message.topic.value
+            if not topic.startswith(prefix) or self._on_command is None:
+                continue
+            verb = topic[len(prefix):]
+            if verb == "result":
+                continue
+            self._commands += 1
+            payload = message.payload
+            body = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            try:
+                result = self._on_command(verb, body)
+            except Exception as exc:  # a handler bug answers, never kills the session
+                log.exception("MQTT command %s failed", verb)
+                result = {"ok": False, "verb": verb, "error": f"internal error: {exc}"}
+            self._direct.append(OutMessage(f"{self.base}/cmd/result", _json(result), qos=1,
+                                           retain=False))
+            self.wake()
 
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:
-            while lane := self._fire_lane or self._outbox:
-                message = lane[0]
-                await client.publish(message.topic, message.payload, qos=message.qos,
-                                     retain=message.retain)
-                lane.popleft()  # only now: the broker has acknowledged it
-                self._published += 1
+            progressed = True
+            while progressed:
+                progressed = False
+                while self._direct:
+                    message = self._direct[0]
+                    await client.publish(message.topic, message.payload, qos=message.qos,
+                                         retain=message.retain)
+                    self._direct.popleft()
+                    progressed = True
+                for item in self._outbox.pending(self._sink, 50):
+                    for message in event_messages(item, prefix=self._config.topic_prefix,
+                                                  site=self._site):
+                        await client.publish(message.topic, message.payload, qos=message.qos,
+                                             retain=message.retain)
+                        self._published += 1
+                    self._outbox.delivered(self._sink, [item.seq])  # only now: PUBACKed
+                    progressed = True
+                    if self._direct:
+                        break  # command results go out between events, not after a backlog
             self._idle.set()
             if self._closing:
                 return
             self._wake.clear()
+            if self._direct or self._outbox.pending(self._sink, 1):
+                continue
             await self._wake.wait()
 
     def _on_connected(self, failed_attempts: int) -> None:
@@ -236,7 +287,7 @@ class MqttNotifier:
         self._connects += 1
         where = f"{self._config.host}:{self._config.port}"
         if failed_attempts:
-            log.info("MQTT connected to %s after %d failed attempts; %d messages queued",
+            log.info("MQTT connected to %s after %d failed attempts; %d events queued",
                      where, failed_attempts, self._queued)
         else:
             log.info("MQTT connected to %s", where)
@@ -245,7 +296,7 @@ class MqttNotifier:
         self._failures += 1
         where = f"{self._config.host}:{self._config.port}"
         if attempt == 1:
-            log.error("MQTT broker %s unavailable (%s); retrying, %d messages queued",
+            log.error("MQTT broker %s unavailable (%s); retrying, %d events queued",
                       where, error, self._queued)
         else:
             log.debug("MQTT broker %s still unavailable (%s)", where, error)

@@ -22,7 +22,7 @@ def flag(quantity: Quantity, value: float, ts: float = 0.0, channel: str | None 
 
 
 @pytest.mark.parametrize(("previous", "value", "expect"), [
-    (None, 0.0, []),  # a healthy first sighting is not news
+    (None, 0.0, [False]),  # a first verdict, even healthy (the engine keeps no alarm for it)
     (None, 1.0, [True]),
     (False, 1.0, [True]),
     (True, 1.0, []),  # still in fire: no repeat

@@ -1,0 +1,198 @@
+"""The alarm store (SQLite): every alarm's state, and an outbox of events per notifier.
+
+Why SQLite: an unacknowledged alarm must survive a restart, ``kill -9`` included, and an event
+a notifier has already delivered must not page again after one. Each batch of alarm events
+is one transaction that writes the alarms' new states and one outbox row per event and sink;
+a notifier deletes its rows only once the receiver has taken them. WAL with
+``synchronous=NORMAL`` makes a committed transaction survive the process dying (not a power
+cut mid-write, which costs at most the last transaction).
+
+Outbox order: by priority (fire first), then insertion; an alarm's events never change lanes
+(its severity picks the lane), so each alarm's events stay in order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+from rules.model import Alarm, AlarmEvent, AlarmState, Severity
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms (
+    alarm_id TEXT PRIMARY KEY,
+    data     TEXT NOT NULL,
+    changed  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink     TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    payload  TEXT NOT NULL,
+    created  REAL NOT NULL,
+    UNIQUE (sink, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (sink, priority, seq);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One event waiting for one notifier."""
+
+    seq: int
+    event_id: str
+    payload: dict[str, Any]  # AlarmEvent.as_dict()
+
+    @property
+    def alarm(self) -> dict[str, Any]:
+        """The alarm's state as the event left it (the retained-state payload)."""
+        return {k: v for k, v in self.payload.items() if k not in _EVENT_ONLY}
+
+
+_EVENT_ONLY = frozenset({"event", "event_id", "ts", "previous", "by", "flood"})
+
+
+class Outbox(Protocol):
+    """What a notifier needs: its pending events, and a way to say they arrived."""
+
+    def pending(self, sink: str, limit: int = 100) -> list[OutboxItem]: ...
+
+    def delivered(self, sink: str, seqs: Sequence[int]) -> None: ...
+
+
+class AlarmStore:
+    """SQLite-backed alarms and outbox; a (synchronous) context manager.
+
+    ``sinks`` are the notifiers that get every event (e.g. ``"mqtt"``, ``"webhook:wecom"``);
+    rows for sinks no longer configured are dropped on open, so removing a webhook does not
+    leave events behind forever.
+    """
+
+    def __init__(self, path: Path, *, sinks: Sequence[str]) -> None:
+        self.path = path
+        self.sinks = tuple(sinks)
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=2000")  # `firewarden alarms list` may read meanwhile
+        db.executescript(SCHEMA)
+        if self.sinks:
+            marks = ",".join("?" * len(self.sinks))
+            db.execute(f"DELETE FROM outbox WHERE sink NOT IN ({marks})",
+                       self.sinks)
+        self._db = db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"alarm store {self.path} is not open")
+        return self._db
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, events: Iterable[AlarmEvent]) -> None:
+        """Persist a batch of events: the alarms' new states and an outbox row per sink."""
+        events = list(events)
+        if not events:
+            return
+        now = time.time()
+        latest: dict[str, Alarm] = {}
+        rows: list[tuple[str, int, str, str, float]] = []
+        for event in events:
+            latest[event.alarm.alarm_id] = event.alarm
+            payload = json.dumps(event.as_dict(), ensure_ascii=False, default=str)
+            priority = 0 if event.alarm.severity is Severity.FIRE else 1
+            rows += [(sink, priority, event.event_id, payload, now) for sink in self.sinks]
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO alarms (alarm_id, data, changed) VALUES (?, ?, ?) "
+                "ON CONFLICT (alarm_id) DO UPDATE SET data = excluded.data, "
+                "changed = excluded.changed",
+                [(a.alarm_id, alarm_to_json(a), a.changed_at) for a in latest.values()])
+            db.executemany("INSERT OR IGNORE INTO outbox (sink, priority, event_id, payload, "
+                           "created) VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def delivered(self, sink: str, seqs: Sequence[int]) -> None:
+        if seqs:
+            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?",
+                                [(sink, s) for s in seqs])
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def pending(self, sink: str, limit: int = 100) -> list[OutboxItem]:
+        rows = self.db.execute(
+            "SELECT seq, event_id, payload FROM outbox WHERE sink = ? "
+            "ORDER BY priority, seq LIMIT ?", (sink, limit)).fetchall()
+        return [OutboxItem(seq, event_id, json.loads(payload)) for seq, event_id, payload in rows]
+
+    def backlog(self) -> dict[str, int]:
+        """Events waiting per sink (self-monitoring)."""
+        return dict(self.db.execute("SELECT sink, COUNT(*) FROM outbox GROUP BY sink"))
+
+    def load_alarms(self) -> list[Alarm]:
+        return [alarm_from_json(data) for (data,) in
+                self.db.execute("SELECT data FROM alarms ORDER BY alarm_id")]
+
+
+def read_alarms(path: Path) -> list[Alarm]:
+    """The stored alarms, read-only (``firewarden alarms list`` while the daemon is down)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [alarm_from_json(data) for (data,) in
+                db.execute("SELECT data FROM alarms ORDER BY alarm_id")]
+    finally:
+        db.close()
+
+
+def alarm_to_json(alarm: Alarm) -> str:
+    data = asdict(alarm)
+    data["severity"] = alarm.severity.value
+    data["state"] = alarm.state.value
+    return json.dumps(data, ensure_ascii=False)
+
+
+def alarm_from_json(text: str) -> Alarm:
+    data: dict[str, Any] = json.loads(text)
+    data["severity"] = Severity(data["severity"])
+    data["state"] = AlarmState(data["state"])
+    data["recent_activations"] = tuple(data.get("recent_activations", ()))
+    data["context"] = dict(data.get("context") or {})
+    known = Alarm.__dataclass_fields__
+    return Alarm(**{k: v for k, v in data.items() if k in known})
+
+
+def summary(alarms: Iterable[Alarm]) -> Mapping[str, int]:
+    """Counts per state, for STATUS= and the CLI."""
+    counts: dict[str, int] = {}
+    for alarm in alarms:
+        counts[alarm.state.value] = counts.get(alarm.state.value, 0) + 1
+    return counts

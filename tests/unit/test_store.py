@@ -1,0 +1,65 @@
+"""The SQLite alarm store: alarms round-trip, the outbox orders fire first and forgets only
+what was delivered, across reopening (a restart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.store import AlarmStore, alarm_from_json, alarm_to_json, read_alarms
+from rules.alarm import Ack, new_alarm, transition
+from rules.model import Alarm, AlarmEvent, Condition, Severity
+
+
+def raised(rule: str, device: str, severity: Severity, ts: float) -> AlarmEvent:
+    cond = Condition(rule=rule, device=device, active=True, severity=severity, ts=ts,
+                     value=1.0, channel="1", message=f"{rule} 信息")
+    _, (event,) = transition(new_alarm(cond, {"building": "12"}), cond, ts)
+    return event
+
+
+def test_alarm_round_trips_through_json() -> None:
+    event = raised("leakage", "rcm-1", Severity.CRITICAL, 5.0)
+    alarm, _ = transition(event.alarm, Ack("李师傅"), 9.0)
+    back = alarm_from_json(alarm_to_json(alarm))
+    assert back == alarm
+    assert isinstance(back.recent_activations, tuple)
+
+
+def test_outbox_fire_first_then_in_order_per_sink(tmp_path: Path) -> None:
+    with AlarmStore(tmp_path / "a.db", sinks=["mqtt", "webhook:ops"]) as store:
+        store.record([raised("leakage", "rcm-1", Severity.CRITICAL, 1.0),
+                      raised("overcurrent", "m1", Severity.CRITICAL, 2.0)])
+        store.record([raised("fire", "panel", Severity.FIRE, 3.0)])
+        ids = [i.event_id for i in store.pending("mqtt")]
+        assert ids == ["fire:panel:1#1", "leakage:rcm-1:1#1", "overcurrent:m1:1#1"]
+        first = store.pending("mqtt", limit=1)[0]
+        assert first.payload["event"] == "raised"
+        assert "event" not in first.alarm
+        assert first.alarm["building"] == "12"
+        store.delivered("mqtt", [first.seq])
+        assert [i.event_id for i in store.pending("mqtt")] == ids[1:]
+        assert len(store.pending("webhook:ops")) == 3  # each sink has its own queue
+        assert store.backlog() == {"mqtt": 2, "webhook:ops": 3}
+
+
+def test_restart_keeps_alarms_and_undelivered_events_only(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    event = raised("fire", "panel", Severity.FIRE, 1.0)
+    leak = raised("leakage", "rcm-1", Severity.CRITICAL, 2.0)
+    with AlarmStore(path, sinks=["mqtt"]) as store:
+        store.record([event, leak])
+        store.delivered("mqtt", [store.pending("mqtt")[0].seq])
+        store.record([leak])  # the same event id while still pending: not queued twice
+    with AlarmStore(path, sinks=["mqtt"]) as again:
+        assert {a.alarm_id for a in again.load_alarms()} == {"fire:panel:1", "leakage:rcm-1:1"}
+        assert [i.event_id for i in again.pending("mqtt")] == ["leakage:rcm-1:1#1"]
+    alarms: list[Alarm] = read_alarms(path)
+    assert alarms[0].state.value == "unacknowledged"
+
+
+def test_removed_sinks_are_dropped_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with AlarmStore(path, sinks=["mqtt", "webhook:old"]) as store:
+        store.record([raised("fire", "panel", Severity.FIRE, 1.0)])
+    with AlarmStore(path, sinks=["mqtt"]) as store:
+        assert store.backlog() == {"mqtt": 1}
