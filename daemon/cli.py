@@ -1,4 +1,4 @@
-"""``firewarden`` command line: run, check, read, scan, gb26875, simulate, demo."""
+"""``firewarden`` command line: run, check, read, scan, alarms, gb26875, simulate, demo."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(getattr(args, "log_level", None) or "INFO")
     handler = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
-               "simulate": _simulate, "demo": _demo}[args.command]
+               "simulate": _simulate, "demo": _demo, "alarms": _alarms}[args.command]
     return handler(args)
 
 
@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     decode = gb_sub.add_parser("decode", help="decode one captured frame given in hex")
     decode.add_argument("hex", nargs="+", help="frame bytes in hex (spaces, ':' and 0x allowed)")
     decode.add_argument("--json", action="store_true", help="print nested JSON")
+
+    alarms = sub.add_parser(
+        "alarms", help="list alarms, or ack/shelve/reset one through the running daemon",
+        description="list reads the alarm store (works while the daemon is down); the other "
+                    "actions are sent to the running daemon over MQTT. Exit 0 done, 1 refused "
+                    "(the reason is printed), 2 bad config, 3 daemon unreachable.")
+    alarms.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
+    from daemon.alarmctl import add_arguments as alarm_arguments
+
+    alarm_arguments(alarms)
 
     demo = sub.add_parser("demo", help="simulated community + private broker + InfluxDB + daemon")
     demo.add_argument("--var", type=Path, default=Path("var/demo"),
@@ -265,6 +275,15 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(var=args.var, scenario=args.scenario, compression=args.compression,
                     duration=args.duration)
+
+
+def _alarms(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    from daemon.alarmctl import run as run_alarms
+
+    return run_alarms(loaded, args)
 
 
 def _simulate(args: argparse.Namespace) -> int:
