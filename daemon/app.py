@@ -30,6 +30,7 @@ from typing import Protocol
 from daemon import systemd
 from daemon.commands import CommandError, parse_command
 from daemon.config import Config, DeviceConfig, LoadedConfig
+from daemon.notify import homeassistant as ha
 from daemon.notify.mqtt import MqttNotifier
 from daemon.panels import FirePanels, zone_locator
 from daemon.sinks.influx import InfluxSink
@@ -128,6 +129,7 @@ class AlarmDesk:
         self._influx = influx
         self._clock = clock
         self.notifiers: list[Wakeable] = []
+        self.watchers: list[Callable[[], None]] = []  # e.g. Home Assistant device states
 
     def publish(self, events: Sequence[AlarmEvent]) -> None:
         if not events:
@@ -140,6 +142,8 @@ class AlarmDesk:
             notifier.wake()
         for event in events:
             self._influx.add_alarm(event)
+        for watcher in self.watchers:
+            watcher()
 
     def command(self, verb: str, body: bytes) -> dict[str, object]:
         """Apply one operator command; the result says what happened or why not."""
@@ -280,6 +284,8 @@ class Supervisor:
                 config=config.mqtt, site=config.site.id, outbox=store,
                 on_command=desk.command))
             desk.notifiers.append(mqtt)
+            if config.mqtt.homeassistant:
+                desk.watchers.append(self._home_assistant(mqtt, engine))
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock))
@@ -300,6 +306,29 @@ class Supervisor:
             systemd.stopping()
             log.info("stopping: flushing readings and alarms")
         log.info("stopped")
+
+    def _home_assistant(self, mqtt: MqttNotifier, engine: RuleEngine) -> Callable[[], None]:
+        """Announce HA discovery now; return the function that refreshes device states."""
+        config, profiles = self._loaded.config, self._loaded.profiles
+        devices = [ha.HaDevice(name=d.name, model=profiles[d.name].name, area=d.building,
+                               can_burn=any(p.quantity is Quantity.FIRE
+                                            for p in profiles[d.name].points))
+                   for d in config.devices if d.enabled]
+        devices += [ha.HaDevice(name=p.name, model="GB/T 26875.3 fire panel", area=p.building,
+                                can_burn=True) for p in config.fire_panels if p.enabled]
+        where = {"site": config.site.id, "prefix": config.mqtt.topic_prefix}
+        for topic, payload in ha.discovery(devices, discovery_prefix=config.mqtt.discovery_prefix,
+                                           **where):
+            mqtt.set_retained(topic, payload)
+
+        def refresh() -> None:
+            for topic, payload in ha.states(devices, engine.alarms.values(), **where):
+                mqtt.set_retained(topic, payload)
+
+        refresh()
+        log.info("Home Assistant discovery: %d devices under %s/", len(devices),
+                 config.mqtt.discovery_prefix)
+        return refresh
 
     async def _report_until(self, stop: asyncio.Event, pipeline: Pipeline,
                             engine: RuleEngine) -> None:

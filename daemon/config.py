@@ -87,6 +87,10 @@ class MqttConfig(_Frozen):
     client_id: str | None = None
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_/-]+$")] = "firewarden"
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    # Home Assistant MQTT discovery: one device per meter, detector and panel with a
+    # "problem" (and, where it can report fire, a "smoke") binary sensor, plus a site sensor.
+    homeassistant: bool = False
+    discovery_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_/-]+$")] = "homeassistant"
 
 
 class BusConfig(_Frozen):

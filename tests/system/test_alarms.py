@@ -241,3 +241,35 @@ async def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "daemon.cli", "alarms", "-c", str(conf), *args],
         capture_output=True, text=True, timeout=30, cwd=ROOT, check=False)
+
+
+async def test_home_assistant_discovery_and_states(tmp_path: Path, mosquitto: Mosquitto,
+                                                   influxdb: InfluxDB) -> None:
+    """With [mqtt] homeassistant, retained discovery configs describe the panel's entities
+    and its Fire sensor turns ON with a fire."""
+    port = free_port()
+    conf = _config(tmp_path, mosquitto.port, influxdb, port)
+    conf.write_text(conf.read_text(encoding="utf-8").replace(
+        "keepalive = 5", "keepalive = 5\nhomeassistant = true"), encoding="utf-8")
+    fire_config = "homeassistant/binary_sensor/firewarden_alarm_test_b7_panel_fire/config"
+    state_topic = f"{BASE}/devices/b7-panel/state"
+    async with running(conf, tmp_path) as daemon, \
+            MqttCollector(host="127.0.0.1", port=mosquitto.port,
+                          topics=["homeassistant/#", f"{BASE}/#"]) as mqtt:
+        await daemon.start()
+        config = _json(await mqtt.wait_for(lambda m: m.topic == fire_config))
+        assert (config["device_class"], config["state_topic"], config["value_template"]) == (
+            "smoke", state_topic, "{{ value_json.fire }}")
+        assert config["availability_topic"] == f"{BASE}/status"
+        assert config["device"] == {
+            "identifiers": ["firewarden_alarm_test_b7_panel_device"], "name": "b7-panel",
+            "manufacturer": "firewarden", "model": "GB/T 26875.3 fire panel",
+            "suggested_area": "7"}
+        await mqtt.wait_for(lambda m: m.topic == state_topic and _json(m)["fire"] == "OFF")
+        await _fire(port, 1, 3)
+        on = await mqtt.wait_for(lambda m: m.topic == state_topic and _json(m)["fire"] == "ON")
+        assert _json(on)["alarms"] == ["fire:b7-panel:2-3-25"]
+        summary = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/summary"
+                                      and _json(m)["active"] == 1)
+        assert _json(summary)["fire"] == 1
+        assert await daemon.stop() == 0
