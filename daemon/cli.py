@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon (foreground; systemd Type=notify)")
     run.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--simulated-clock", metavar="START:RATE[:AT]", type=_clock_spec,
+                     help="for simulations only: stamp readings and run the rules on a clock "
+                          "that reads epoch START at real epoch AT (default: now) and runs "
+                          "RATE times real time")
 
     check = sub.add_parser("check", help="validate a config and print what will be polled")
     check.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
@@ -127,9 +131,30 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.log_level is None:
         logging.getLogger().setLevel(loaded.config.daemon.log_level)
-    from daemon.app import run
+    from daemon.app import run, simulated_clock
 
+    if args.simulated_clock is not None:
+        start, rate, at = args.simulated_clock
+        logging.getLogger("firewarden").warning(
+            "simulated clock: reads %.0f at %.3f, runs %gx real time", start, at, rate)
+        return run(loaded, simulated_clock(start, rate, at=at))
     return run(loaded)
+
+
+def _clock_spec(text: str) -> tuple[float, float, float]:
+    try:
+        parts = [float(part) for part in text.split(":")]
+        start, rate = parts[:2]
+        at = parts[2] if len(parts) == 3 else time.time()
+        if len(parts) not in (2, 3):
+            raise ValueError(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"use START:RATE, e.g. 1731661200:120 (got {text!r})") from None
+    if not 0 < rate <= 10_000 or start < 0:
+        raise argparse.ArgumentTypeError(f"START must be >= 0 and RATE in (0, 10000] "
+                                         f"(got {text!r})")
+    return start, rate, at
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -63,7 +64,7 @@ class FirePanels:
         self._health_interval = health_interval
         self.links = [FirePanelLink(
             name=p.name, transport=p.transport, port=p.port, host=p.host, baudrate=p.baudrate,
-            address=p.address, heartbeat_timeout=p.heartbeat_timeout, clock=clock,
+            address=p.address, heartbeat_timeout=p.heartbeat_timeout,
             on_frame=self._receiver(p.name)) for p in panels if p.enabled]
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
@@ -91,8 +92,8 @@ class FirePanels:
 
     async def _report_health(self) -> None:
         while True:
-            now = self._clock()
+            now, stamp = time.time(), self._clock()
             for link in self.links:
-                for reading in link.health_readings(now):
-                    self._emit(reading)
+                for reading in link.health_readings(now):  # liveness runs on real time
+                    self._emit(replace(reading, ts=stamp))
             await asyncio.sleep(self._health_interval)

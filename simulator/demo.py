@@ -89,14 +89,18 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
                                                     poll=DEMO_POLL), broker.port, influx.port)
             daemon_log = var / "daemon.log"
             _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json")
+            # The daemon runs on the scenario's clock, so dusk, night hours and durations
+            # ("charging for 20 min") mean what they say at any compression.
+            clock = f"{runner.sim_time():.3f}:{scenario.compression:g}:{time.time():.3f}"
             with daemon_log.open("ab") as log:
                 daemon = subprocess.Popen(
-                    [sys.executable, "-m", "daemon.cli", "run", "-c", str(conf)],
+                    [sys.executable, "-m", "daemon.cli", "run", "-c", str(conf),
+                     "--simulated-clock", clock],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(_watch_alarms(broker.port, scenario.community.site, watch,
-                                                 stop))
+                                                 stop, conf))
                     tg.create_task(_watch_daemon(daemon, daemon_log, stop))
                     tg.create_task(_stop_when(runner.wait_finished(), stop, grace=5.0))
                     if duration > 0:
@@ -122,7 +126,8 @@ def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: i
                         "flush_interval": "1s"},
            "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
            "daemon": {"state_dir": str(var / "state")},
-           "rules": {"overcurrent": {"on_delay": "2s"}}}
+           # at 120x, the default 5-minute fire re-alarm would page every 2.5 real seconds
+           "alarms": {"rule": {"fire": {"realarm_after": "2h"}}}}
     path = var / "demo.toml"
     path.write_text(dump_toml(raw, "written by `firewarden demo` for the simulated community"),
                     encoding="utf-8")
@@ -140,13 +145,14 @@ def _printer(watch: Watch) -> Callable[[TimelineEntry], None]:
     return show
 
 
-async def _watch_alarms(port: int, site: str, watch: Watch, stop: asyncio.Event) -> None:
+async def _watch_alarms(port: int, site: str, watch: Watch, stop: asyncio.Event,
+                        conf: Path) -> None:
     """Print every alarm event the daemon publishes, with the delay since its cause began."""
     while not stop.is_set():
         try:
             async with aiomqtt.Client("127.0.0.1", port) as client:
                 await client.subscribe(f"firewarden/{site}/events", qos=1)
-                reader = asyncio.create_task(_print_events(client, watch))
+                reader = asyncio.create_task(_print_events(client, watch, conf))
                 await stop.wait()
                 reader.cancel()
                 return
@@ -154,7 +160,8 @@ async def _watch_alarms(port: int, site: str, watch: Watch, stop: asyncio.Event)
             await asyncio.sleep(0.5)
 
 
-async def _print_events(client: aiomqtt.Client, watch: Watch) -> None:
+async def _print_events(client: aiomqtt.Client, watch: Watch, conf: Path) -> None:
+    told = False
     async for message in client.messages:
         event = json.loads(bytes(message.payload).decode())
         note = ""
@@ -167,6 +174,11 @@ async def _print_events(client: aiomqtt.Client, watch: Watch) -> None:
                                                         "circuit") if event.get(k))
         print(f"{watch.clock()}  ALARM {event['event']:<12} [{event['severity']}] "
               f"{event['alarm_id']} ({where or '-'}): {event['message']}{note}", flush=True)
+        if event["event"] == "raised" and not told:
+            told = True
+            print(f"      acknowledge it: firewarden alarms -c {conf} ack "
+                  f"'{event['alarm_id']}' --by YOUR-NAME   (or list them: "
+                  f"firewarden alarms -c {conf} list)", flush=True)
 
 
 def _summary(watch: Watch) -> None:

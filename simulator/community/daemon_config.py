@@ -2,7 +2,8 @@
 
 ``daemon_config(community, endpoints)`` returns plain data shaped like the config file
 (``[site]``, one ``[[bus]]`` of type tcp per building gateway, every ``[[device]]`` with its
-location tags and kind, one ``[[fire_panel]]`` per building); add ``[influxdb]``/``[mqtt]``
+location tags and kind - lighting controllers with their lamps in ``[device.rules.lighting]``
+- one ``[[fire_panel]]`` per building); add ``[influxdb]``/``[mqtt]``
 and write it with ``simulator.toml_writer.dump_toml``. It validates with
 ``daemon.config.validate_config``.
 """
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from simulator.community.topology import Community
+from simulator.community.topology import Community, Lighting
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
         buses.append({"name": b.bus, "type": "tcp", "host": host, "port": port,
                       "timeout": timeout})
     devices = []
+    lights = {b.lighting.name: b.lighting for b in community.buildings}
     for d in community.devices():
         entry: dict[str, Any] = {"name": d.name, "bus": d.bus, "unit": d.unit,
                                  "profile": d.profile, "poll": poll, "building": d.building}
@@ -52,6 +54,8 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
         entry["kind"] = d.kind
         if d.rated_current is not None:
             entry["rated_current"] = d.rated_current
+        if d.name in lights:
+            entry["rules"] = {"lighting": lighting_rules(lights[d.name])}
         devices.append(entry)
     panels = []
     for b in community.buildings:
@@ -73,3 +77,11 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
     if panels:
         out["fire_panel"] = panels
     return out
+
+
+def lighting_rules(lighting: Lighting) -> dict[str, Any]:
+    """``[device.rules.lighting]`` for a simulated controller: its lamps per channel and the
+    current of one lamp, so the lighting rule knows what each channel should draw."""
+    counts = set(lighting.lamps)
+    lamps: int | list[int] = lighting.lamps[0] if len(counts) == 1 else list(lighting.lamps)
+    return {"lamps": lamps, "lamp_current": lighting.lamp_current}
