@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from daemon.app import device_rules
 from daemon.config import LoadedConfig
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
+from rules.catalog import CATALOG
 from rules.overload import OvercurrentParams
 
 
@@ -51,11 +54,11 @@ def render_plan(loaded: LoadedConfig) -> str:
                     lines.append(f"      {req.table.value:<8} fc{req.table.function_code:02d} "
                                  f"addr {req.address:>5} count {req.count:>3}: "
                                  + ", ".join(p.key for p in req.points))
+            lines.append(f"    rules: {_rule_names(rules[device.name].rules)}")
             for oc in rules[device.name].rules:
-                if not isinstance(oc, OvercurrentParams):
-                    continue
-                lines.append(f"    rule overcurrent: > {oc.limit:g} A for {oc.on_delay:g}s, "
-                             f"clears below {oc.rated_current * oc.clear_factor:g} A")
+                if isinstance(oc, OvercurrentParams):
+                    lines.append(f"    rule overcurrent: > {oc.limit:g} A for {oc.on_delay:g}s,"
+                                 f" clears below {oc.rated_current * oc.clear_factor:g} A")
         if bus.type != "tcp":
             lines.append(f"  bus load ~{bus_ms / 10:.1f}% of the line at {bus.baudrate} baud")
     for panel in config.fire_panels:
@@ -69,6 +72,14 @@ def render_plan(loaded: LoadedConfig) -> str:
                 ("building", zone.building or panel.building), ("floor", zone.floor),
                 ("area", zone.area)) if v)
             lines.append(f"    {system}zone {zone.zone}: {where or '-'}")
-        lines.append("    rules: fire (fire lane, first out), detector fault, "
-                     "electrical fire detector alarm")
+        lines.append(f"    rules: {_rule_names(rules[panel.name].rules)} (fire lane: first "
+                     f"out)")
     return "\n".join(lines)
+
+
+def _rule_names(rules: Sequence[object]) -> str:
+    """The catalog names of a device's rules (the module each rule object comes from)."""
+    names = sorted({type(r).__module__.rsplit(".", 1)[-1] for r in rules})
+    spec_names = {module: spec.name for spec in CATALOG.values()
+                  for module in [spec.build.__module__.rsplit(".", 1)[-1]]}
+    return ", ".join(spec_names.get(n, n) for n in names) or "none"
