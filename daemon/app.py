@@ -2,13 +2,15 @@
 
     pollers -------Reading--> bulk queue ---\\
     fire panels ---Reading--> fire lane -----> pipeline --> influx sink (every reading)
-                                                    \\--> rule engine --AlarmEvent--> MQTT
-                                                                                + influx "alarms"
+                                                    \\--> rule engine --AlarmEvent--> AlarmDesk
+    MQTT cmd/<verb> ------------------------------------------------------------------/
+    AlarmDesk: alarm store (SQLite: alarms + outbox per notifier) -> wake MQTT, webhooks
+               -> influx "alarms" -> Home Assistant device states
 
 Fire first: fire and detector flags (from panels and Modbus smoke detectors) take their own
 unbounded lane with its own consumer, and the bulk consumer yields to the loop every
 ``BULK_SLICE`` readings, so a fire waits for at most one slice of bulk work, never for a backlog.
-On MQTT, fire-severity events jump the outbox queue too.
+In the outboxes, fire-severity events are sent before anything else waiting.
 
 Components are async context managers entered in dependency order, so shutdown runs in reverse:
 pollers and panels stop first, the pipeline drains what they queued, then MQTT and InfluxDB
