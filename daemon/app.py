@@ -34,6 +34,7 @@ from daemon.commands import CommandError, parse_command
 from daemon.config import Config, DeviceConfig, LoadedConfig
 from daemon.notify import homeassistant as ha
 from daemon.notify.mqtt import MqttNotifier
+from daemon.notify.webhook import WebhookNotifier
 from daemon.panels import FirePanels, zone_locator
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
@@ -270,7 +271,8 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._loaded.config
-        store = AlarmStore(config.daemon.state_dir / "alarms.db", sinks=["mqtt"])
+        store = AlarmStore(config.daemon.state_dir / "alarms.db",
+                           sinks=["mqtt", *(w.sink for w in config.webhooks)])
         async with AsyncExitStack() as stack:
             stack.enter_context(store)
             alarms = store.load_alarms()
@@ -286,6 +288,10 @@ class Supervisor:
                 config=config.mqtt, site=config.site.id, outbox=store,
                 on_command=desk.command))
             desk.notifiers.append(mqtt)
+            for webhook in config.webhooks:
+                desk.notifiers.append(await stack.enter_async_context(WebhookNotifier(
+                    config=webhook, site=config.site.id, outbox=store,
+                    timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix)))
             if config.mqtt.homeassistant:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
             pipeline = await stack.enter_async_context(Pipeline(

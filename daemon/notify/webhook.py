@@ -580,11 +580,12 @@ class WebhookNotifier:
         refused as invalid)."""
         bodies = messages(page, self._style)
         done = self._partial[1] if self._partial and self._partial[0] == page.seqs else 0
+        index = done
         for index in range(done, len(bodies)):
             await self._pace()
             outcome = await self._post(bodies[index], page)
             if outcome is Outcome.REJECTED:
-                break  # the rest of this page goes with it: a half page is no page
+                break  # retrying cannot help; what went out before it counts as sent
             if outcome is not Outcome.OK:
                 self._partial = (page.seqs, index)
                 return outcome
@@ -592,7 +593,7 @@ class WebhookNotifier:
             outcome = Outcome.OK
         self._partial = None
         self._outbox.delivered(self._sink, list(page.seqs))
-        if outcome is Outcome.OK:
+        if outcome is Outcome.OK or index > 0:  # refused only the WeCom mention: delivered
             self._sent += len(page.items)
             self._digests += page.digest
         else:

@@ -144,6 +144,7 @@ class LinkState:
     online: bool = False
     connected_at: float | None = None
     last_frame_at: float | None = None
+    started_at: float | None = None
     frames: int = 0
     delivered: int = 0
     heartbeats: int = 0
@@ -285,11 +286,16 @@ class FirePanelLink:
         return int(self._server.sockets[0].getsockname()[1])
 
     def online(self, now: float) -> bool:
-        """Connected and heard from (or connected) within ``heartbeat_timeout`` of ``now``."""
+        """Heard from (a frame, or a new connection) within ``heartbeat_timeout`` of ``now``.
+
+        Not "connected right now": many UITDs open a TCP connection per report, and a panel
+        that has not dialled in yet since we started is not faulty until the timeout has passed
+        (a daemon restart must not page every panel as failed).
+        """
         s = self.state
-        heard = max((t for t in (s.last_frame_at, s.connected_at) if t is not None),
-                    default=None)
-        return s.connected and heard is not None and now - heard <= self.heartbeat_timeout
+        heard = max((t for t in (s.last_frame_at, s.connected_at, s.started_at)
+                     if t is not None), default=None)
+        return heard is not None and now - heard <= self.heartbeat_timeout
 
     def health_readings(self, now: float) -> list[Reading]:
         """ONLINE (1/0) and ERRORS (defects since start) for the panel as a device."""
@@ -302,6 +308,7 @@ class FirePanelLink:
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
+        self.state.started_at = self._clock()
         if self.transport == "tcp-server":
             # fails loudly at startup when the port is taken: a listener that never listens
             # would be a silent fire-alarm outage

@@ -273,3 +273,40 @@ async def test_home_assistant_discovery_and_states(tmp_path: Path, mosquitto: Mo
                                       and _json(m)["active"] == 1)
         assert _json(summary)["fire"] == 1
         assert await daemon.stop() == 0
+
+
+async def test_webhook_page_from_the_daemon(tmp_path: Path, mosquitto: Mosquitto,
+                                            influxdb: InfluxDB) -> None:
+    """A [[webhook]] in the config pages a panel fire to a local HTTP receiver."""
+    from aiohttp import web
+
+    received: list[dict[str, object]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hook_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    try:
+        port = free_port()
+        conf = _config(tmp_path, mosquitto.port, influxdb, port)
+        conf.write_text(conf.read_text(encoding="utf-8") + (
+            f'\n[[webhook]]\nname = "ops"\nformat = "json"\n'
+            f'url = "http://127.0.0.1:{hook_port}/hook"\n'), encoding="utf-8")
+        async with running(conf, tmp_path) as daemon:
+            await daemon.start()
+            await _fire(port, 1, 3)
+            await eventually(lambda: received, within=10, what="a webhook page")
+            assert await daemon.stop() == 0
+    finally:
+        await runner.cleanup()
+    (page,) = received
+    event = page["event"]
+    assert isinstance(event, dict)
+    assert (page["site"], event["event"], event["alarm_id"], event["severity"]) == (
+        SITE, "raised", "fire:b7-panel:2-3-25", "fire")
