@@ -25,6 +25,7 @@ unit: setup
 bench: setup
 	$(PY) -m bench.bench_planner
 	$(PY) -m bench.bench_rtu_bus
+	$(PY) -m bench.bench_detection
 
 check: setup
 	$(VENV)/bin/firewarden check -c examples/site-sample.toml

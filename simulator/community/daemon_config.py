@@ -80,8 +80,7 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
 
 
 def lighting_rules(lighting: Lighting) -> dict[str, Any]:
-    """``[device.rules.lighting]`` for a simulated controller: its lamps per channel and the
-    current of one lamp, so the lighting rule knows what each channel should draw."""
-    counts = set(lighting.lamps)
-    lamps: int | list[int] = lighting.lamps[0] if len(counts) == 1 else list(lighting.lamps)
-    return {"lamps": lamps, "lamp_current": lighting.lamp_current}
+    """``[device.rules.lighting]`` for a simulated controller: its lamps on each channel in
+    use (the list's length: the rule leaves the other channels alone) and one lamp's current,
+    so the lighting rule knows what each channel should draw."""
+    return {"lamps": list(lighting.lamps), "lamp_current": lighting.lamp_current}

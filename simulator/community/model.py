@@ -436,7 +436,8 @@ class CommunityModel:
         t = now.t
         out: Values = {}
         events = [e for e in self.events_by_target.get(light.name, ())
-                  if e.start <= t < e.end and e.index not in skip]
+                  if e.kind == "lamp-failure" and e.start <= t < e.end
+                  and e.index not in skip]  # silent/garbage faults are the runner's business
         for ch in range(1, 9):
             key = str(ch)
             if ch > len(light.lamps):

@@ -404,3 +404,16 @@ def test_daemon_config_validates(tmp_path: Path) -> None:
         ("lighting", "12", "1", "stair")
     assert config.device("b12-box1-main").rated_current == 63.0
     assert math.isclose(config.site.latitude, 31.23)
+
+
+def test_a_silent_lighting_controller_does_not_break_sampling() -> None:
+    """Device faults on a lighting controller are served by the runner, not the model."""
+    scenario = parse_scenario({
+        "scenario": {"name": "t", "start": "2024-11-15T18:00", "duration": "1h"},
+        "community": {"buildings": 1},
+        "event": [{"kind": "device-silent", "target": "b1-lights", "at": "+10m"}],
+    })
+    model = CommunityModel(scenario)
+    values = model.sample(scenario.start + 15 * 60)["b1-lights"]
+    assert values[("relay", "1")] == 1.0  # after dusk in November: lamps on
+    assert model.faults(scenario.start + 15 * 60) == {"b1-lights": "silent"}
