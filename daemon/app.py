@@ -40,7 +40,7 @@ from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
 from drivers.aio import cancel_and_wait
 from drivers.measurements import Quantity, Reading
-from drivers.modbus.poller import BusPoller, PolledDevice
+from drivers.modbus.poller import BusPoller, PolledDevice, point_interval
 from rules import fire
 from rules.alarm import CommandRefused
 from rules.base import DeviceInfo, SiteInfo
@@ -69,6 +69,8 @@ def device_infos(loaded: LoadedConfig) -> list[DeviceInfo]:
         name=d.name, kind=d.kind, profile_kind=loaded.profiles[d.name].profile.kind,
         points=frozenset((p.quantity, p.channel) for p in loaded.profiles[d.name].points),
         poll=d.poll, rated_current=d.rated_current, breaker_curve=d.breaker_curve,
+        intervals={(p.quantity, p.channel): point_interval(p, d.poll)
+                   for p in loaded.profiles[d.name].points},
         building=d.building, box=d.box, circuit=d.circuit, floor=d.floor, area=d.area)
         for d in config.devices if d.enabled]
     infos += [DeviceInfo(name=p.name, kind="fire-panel", profile_kind="fire-panel",

@@ -68,6 +68,9 @@ class DeviceInfo:
     profile_kind: str = ""  # the profile's kind: meter, detector, smoke, lighting
     points: frozenset[tuple[Quantity, str | None]] = frozenset()
     poll: float = 0.0  # seconds between polls (0: pushed, e.g. a fire panel)
+    # each point's own poll interval where it differs from ``poll`` (profiles poll energy
+    # counters and batteries more slowly)
+    intervals: Mapping[tuple[Quantity, str | None], float] = field(default_factory=dict)
     rated_current: float | None = None  # A
     breaker_curve: str = "C"
     building: str = ""

@@ -20,7 +20,7 @@ One rule object serves every device (one tick for all). Pure; time is the readin
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 from annotated_types import Ge, Gt, Le
@@ -54,6 +54,8 @@ class Link:
     crc_pct: float
     crc_min_errors: int
     crc_window: float
+    # each point's configured poll interval (a 10-minute energy counter is not stale at 5)
+    intervals: Mapping[tuple[Quantity, str | None], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,8 @@ class Comms:
             if p.stale or own is None or d is None or d.down or now - d.heard > own.silent_after:
                 continue  # already stale, or the device is not answering: that is comms
             age = now - p.ts
-            if age > max(own.stale_after, STALE_GAPS * p.gap):
+            usual = max(p.gap, own.intervals.get((quantity, channel), 0.0))
+            if age > max(own.stale_after, STALE_GAPS * usual):
                 changed[key] = PointState(p.ts, p.gap, True)
                 out.append(self._stale(name, quantity, channel, now, own, True, age))
         return changed, out
@@ -273,7 +276,7 @@ def _link(device: DeviceInfo, c: CommsConfig) -> Link:
         polled=device.poll > 0 and not panel,
         silent_after=max(c.silent_after, 2.5 * device.poll), failed_polls=c.failed_polls,
         stale_after=c.stale_after, crc_pct=c.crc_pct, crc_min_errors=c.crc_min_errors,
-        crc_window=c.crc_window)
+        crc_window=c.crc_window, intervals=device.intervals)
 
 
 def _build(site: SiteInfo,

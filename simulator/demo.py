@@ -86,7 +86,8 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
             watch.truth, watch.sim_time = runner.truth, runner.sim_time
             write_truth(scenario, var / "truth.json")
             conf = _write_config(var, daemon_config(scenario.community, runner.endpoints,
-                                                    poll=DEMO_POLL), broker.port, influx.port)
+                                                    poll=DEMO_POLL), broker.port, influx.port,
+                                 scenario.compression)
             daemon_log = var / "daemon.log"
             _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json")
             # The daemon runs on the scenario's clock, so dusk, night hours and durations
@@ -120,13 +121,17 @@ def _free_port_block(n: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no block of free ports for the fire panels")
 
 
-def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int) -> Path:
+def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int,
+                  compression: float) -> Path:
     raw = {**raw,
            "influxdb": {"url": f"http://127.0.0.1:{influx_port}", "database": "firewarden",
                         "flush_interval": "1s"},
            "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
            "daemon": {"state_dir": str(var / "state")},
-           # at 120x, the default 5-minute fire re-alarm would page every 2.5 real seconds
+           # The daemon runs on the scenario's clock, where one real 1 s poll is `compression`
+           # simulated seconds: give silence detection a few polls, and keep the 5-minute fire
+           # re-alarm from paging every few real seconds.
+           "rules": {"comms": {"silent_after": f"{max(100.0, 5 * compression):.0f}s"}},
            "alarms": {"rule": {"fire": {"realarm_after": "2h"}}}}
     path = var / "demo.toml"
     path.write_text(dump_toml(raw, "written by `firewarden demo` for the simulated community"),

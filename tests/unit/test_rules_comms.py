@@ -176,6 +176,21 @@ def test_slow_points_and_silent_devices_are_not_stale() -> None:
     assert h.verdicts("comms-stale", "comms", device="sd") == [("comms", "sd", 100, True)]
 
 
+def test_a_slow_point_is_judged_by_its_configured_interval_from_the_first_reading() -> None:
+    """A counter the profile polls every 10 min is not stale 6 min after its first reading
+    (before any interval could be learned); 3 missed intervals later it is."""
+    info = DeviceInfo(name="m1", kind="incomer", profile_kind="meter", poll=2,
+                      points=frozenset({(Quantity.ENERGY, "total")}),
+                      intervals={(Quantity.ENERGY, "total"): 600.0})
+    built = comms.SPEC.build(SiteInfo(), [(info, comms.CommsConfig())])
+    h = Harness(built["m1"][0])  # type: ignore[arg-type]
+    h.read(0, "m1", Quantity.ENERGY, 5, "total")
+    answering(h, 0, 1700)
+    assert h.verdicts("comms-stale") == []
+    answering(h, 1700, 1900)
+    assert h.verdicts("comms-stale") == [("comms-stale", "m1", 1802, True)]
+
+
 @pytest.mark.parametrize(("every", "expected"), [
     pytest.param(10, [(300, True)], id="10pct-garbled"),
     pytest.param(50, [(300, False)], id="2pct-is-fine"),
