@@ -174,7 +174,9 @@ async def _print_events(client: aiomqtt.Client, watch: Watch, conf: Path) -> Non
         if event["event"] == "raised" and cause is not None:
             delay = time.time() - watch.started[cause.id]
             watch.alarmed.setdefault(cause.id, (str(event["alarm_id"]), delay))
-            note = f"  ({delay:.2f} s after the {cause.label} began)"
+            sim = delay * watch.scenario.compression
+            after = f"{sim / 60:.0f} min simulated, " if sim >= 120 else ""
+            note = f"  ({after}{delay:.2f} s real after the {cause.label} began)"
         where = ", ".join(f"{k} {event[k]}" for k in ("building", "floor", "area", "box",
                                                         "circuit") if event.get(k))
         print(f"{watch.clock()}  ALARM {event['event']:<12} [{event['severity']}] "
@@ -194,7 +196,10 @@ def _summary(watch: Watch) -> None:
         if record.id not in watch.started:
             continue
         said = watch.alarmed.get(record.id)
-        verdict = f"{said[0]} after {said[1]:.2f} s" if said else "no alarm"
+        sim = said[1] * watch.scenario.compression if said else 0.0
+        verdict = (f"{said[0]} after {sim / 60:.0f} min ({said[1]:.1f} s real)" if said
+                   and sim >= 120 else f"{said[0]} after {said[1]:.2f} s" if said
+                   else "no alarm")
         print(f"  {record.start_local[11:16]} {record.label:<22} {record.target:<18} {verdict}")
 
 

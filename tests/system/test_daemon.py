@@ -168,8 +168,8 @@ def test_demo_plays_a_scenario_and_alarms_each_event(tmp_path: Path) -> None:
          "--scenario", "smoke", "--compression", "120"],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    raised = re.findall(r"ALARM raised\s+\[(\w+)\] (\S+) .*\((\d+\.\d+) s after the "
-                        r"([\w-]+) began\)", out.stdout)
+    raised = re.findall(r"ALARM raised\s+\[(\w+)\] (\S+) .*\((?:\d+ min simulated, )?"
+                        r"(\d+\.\d+) s real after the ([\w-]+) began\)", out.stdout)
     assert {(severity, alarm_id) for severity, alarm_id, _, _ in raised} >= {
         ("fire", "fire:b1-fire-panel:1-1-2"), ("fire", "fire:b1-smoke2"),
         ("warning", "detector-fault:b1-fire-panel:1-2-7"),
