@@ -24,3 +24,13 @@ async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Task[None] | No
                 raise
         except Exception:
             pass
+
+
+async def finish_within(task: asyncio.Task[None] | None, seconds: float) -> None:
+    """Let a task that was asked to finish (its "closing" flag set) end by itself within
+    ``seconds`` (a final flush, a last delivery attempt), then cancel it."""
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        await cancel_and_wait(task)

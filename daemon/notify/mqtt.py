@@ -38,6 +38,7 @@ import aiomqtt
 
 from daemon.config import MqttConfig
 from daemon.store import Outbox, OutboxItem
+from drivers.aio import finish_within
 from rules.model import AlarmState
 
 log = logging.getLogger(__name__)
@@ -171,11 +172,7 @@ class MqttNotifier:
         self._closing = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
-            done, _ = await asyncio.wait({task}, timeout=self._close_timeout)
-            if not done:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await finish_within(task, self._close_timeout)
         self._connected = False
         if queued := self._queued:
             log.warning("MQTT notifier closed with %d events unsent: kept in the store, sent "

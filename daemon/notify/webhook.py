@@ -79,6 +79,7 @@ import yarl
 
 from daemon.config import WebhookConfig
 from daemon.store import Outbox, OutboxItem
+from drivers.aio import finish_within
 
 log = logging.getLogger(__name__)
 
@@ -509,11 +510,7 @@ class WebhookNotifier:
         self._wake.set()
         task, self._task = self._task, None
         try:
-            if task is not None:
-                done, _ = await asyncio.wait({task}, timeout=self._close_timeout)
-                if not done:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+            await finish_within(task, self._close_timeout)
         finally:
             if self._session is not None:
                 await self._session.close()

@@ -36,6 +36,7 @@ from daemon.sinks.lineprotocol import (
     reading_series,
     timestamp_ns,
 )
+from drivers.aio import finish_within
 from drivers.measurements import Quantity, Reading
 from rules.model import AlarmEvent
 
@@ -177,11 +178,7 @@ class InfluxSink:
         self._wake.set()
         task, self._task = self._task, None
         try:
-            if task is not None:
-                done, _ = await asyncio.wait({task}, timeout=self._close_timeout)
-                if not done:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+            await finish_within(task, self._close_timeout)
         finally:
             if self._session is not None:
                 await self._session.close()
