@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from daemon.app import device_rules
@@ -74,6 +75,7 @@ def render_plan(loaded: LoadedConfig) -> str:
             lines.append(f"    {system}zone {zone.zone}: {where or '-'}")
         lines.append(f"    rules: {_rule_names(rules[panel.name].rules)} (fire lane: first "
                      f"out)")
+    lines += _rule_parameters(loaded)
     return "\n".join(lines)
 
 
@@ -83,3 +85,28 @@ def _rule_names(rules: Sequence[object]) -> str:
     spec_names = {module: spec.name for spec in CATALOG.values()
                   for module in [spec.build.__module__.rsplit(".", 1)[-1]]}
     return ", ".join(spec_names.get(n, n) for n in names) or "none"
+
+
+def _rule_parameters(loaded: LoadedConfig) -> list[str]:
+    """Every catalog rule with its site-wide parameters (defaults and [rules.<name>])."""
+    lines = ["rules (site-wide; [device.rules.<name>] overrides per device):"]
+    for name in CATALOG:
+        params = loaded.params(name, "")
+        values = ", ".join(f"{f.name}={_show(getattr(params, f.name))}"
+                           for f in dataclasses.fields(params) if f.name != "enabled")
+        state = "" if getattr(params, "enabled", True) else " (disabled)"
+        lines.append(f"  {name}{state}: {values or '-'}")
+    alarms = loaded.config.alarms
+    lines.append(f"alarms: chattering at {alarms.chatter_count} in {alarms.chatter_window:g}s, "
+                 f"flood above {alarms.flood_count} in {alarms.flood_window:g}s"
+                 + "".join(f"; {rule}: {rule_config.overrides()}"
+                           for rule, rule_config in alarms.rule.items()))
+    return lines
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
