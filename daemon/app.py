@@ -106,9 +106,9 @@ def flood_policy(config: Config) -> FloodPolicy:
 def device_tags(config: Config) -> dict[str, dict[str, str]]:
     """InfluxDB tags per device: its location plus the bus it hangs on (fire panels: their
     link, e.g. ``gb26875-tcp-server``)."""
-    tags = {d.name: {**d.tags(), "bus": d.bus} for d in config.devices}
+    tags = {d.name: {**d.tags(), "bus": d.bus, "kind": d.kind} for d in config.devices}
     for panel in config.fire_panels:
-        tags[panel.name] = {"bus": f"gb26875-{panel.transport}"} | (
+        tags[panel.name] = {"bus": f"gb26875-{panel.transport}", "kind": "fire-panel"} | (
             {"building": panel.building} if panel.building else {})
     return tags
 
