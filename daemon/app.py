@@ -26,6 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -211,6 +212,14 @@ class Pipeline:
     def depth(self) -> int:
         return self._queue.qsize() + self._fire_lane.qsize()
 
+    @property
+    def bulk_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def fire_depth(self) -> int:
+        return self._fire_lane.qsize()
+
     async def __aenter__(self) -> Pipeline:
         self._tasks = [
             asyncio.create_task(self._consume(self._fire_lane, slice_=1), name="fire-lane"),
@@ -263,6 +272,45 @@ class Pipeline:
                 log.exception("rule tick failed")
 
 
+@dataclass
+class SelfMetrics:
+    """The daemon's own health as the ``firewarden`` measurement, every status interval."""
+
+    pipeline: Pipeline
+    engine: RuleEngine
+    influx: InfluxSink
+    mqtt: MqttNotifier
+    pollers: Sequence[BusPoller]
+
+    def fields(self) -> dict[str, float]:
+        influx = self.influx.stats
+        alarms = self.engine.alarms.values()
+        return {
+            "queue_depth": float(self.pipeline.bulk_depth),
+            "fire_lane_depth": float(self.pipeline.fire_depth),
+            "readings_processed": float(self.pipeline.processed),
+            "readings_refused": float(self.pipeline.refused),
+            "influx_pending": float(influx.pending),
+            "influx_written": float(influx.written),
+            "influx_failed_writes": float(influx.failed_writes),
+            "influx_rejected": float(influx.quarantined),
+            "spool_bytes": float(influx.spool_bytes),
+            "spool_points": float(influx.spool_points),
+            "spool_dropped": float(influx.spool_dropped),
+            "write_latency_ms": round(influx.write_latency_ms, 3),
+            "poll_lag_ms": round(max((p.take_lag_ms() for p in self.pollers), default=0.0), 3),
+            "mqtt_queued": float(self.mqtt.stats.queued),
+            "alarms_active": float(sum(1 for a in alarms if a.state.active)),
+            "alarms_unacked": float(sum(1 for a in alarms if a.state.active and not a.acked)),
+        }
+
+    def record(self, now: float) -> None:
+        try:
+            self.influx.add_point("firewarden", self.fields(), now)
+        except Exception:  # self-monitoring must never take the daemon down
+            log.exception("self-metrics failed")
+
+
 class Supervisor:
     """Runs one config until ``stop`` is set."""
 
@@ -284,7 +332,8 @@ class Supervisor:
                 log.info("alarm store %s: %d alarms, %d active, %s events waiting",
                          store.path, len(alarms), engine.active_count, store.backlog() or 0)
             influx = await stack.enter_async_context(InfluxSink(
-                config=config.influxdb, site=config.site.id, device_tags=device_tags(config)))
+                config=config.influxdb, site=config.site.id, device_tags=device_tags(config),
+                spool=config.daemon.state_dir / "influx-spool.db"))
             desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock)
             mqtt = await stack.enter_async_context(MqttNotifier(
                 config=config.mqtt, site=config.site.id, outbox=store,
@@ -299,20 +348,22 @@ class Supervisor:
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock))
+            pollers: list[BusPoller] = []
             await stack.enter_async_context(FirePanels(
                 panels=config.fire_panels, emit=pipeline.submit, clock=self._clock))
             for bus in config.buses:
                 devices = [PolledDevice(config=d, profile=self._loaded.profiles[d.name])
                            for d in config.devices if d.bus == bus.name and d.enabled]
                 if devices:
-                    await stack.enter_async_context(BusPoller(
-                        bus=bus, devices=devices, emit=pipeline.submit, clock=self._clock))
+                    pollers.append(await stack.enter_async_context(BusPoller(
+                        bus=bus, devices=devices, emit=pipeline.submit, clock=self._clock)))
             await stack.enter_async_context(systemd.Watchdog())
             systemd.ready()
             log.info("running: site %s, %d buses, %d devices, %d fire panels",
                      config.site.id, len(config.buses), len(config.devices),
                      len(config.fire_panels))
-            await self._report_until(stop, pipeline, engine)
+            await self._report_until(stop, pipeline, engine, SelfMetrics(
+                pipeline=pipeline, engine=engine, influx=influx, mqtt=mqtt, pollers=pollers))
             systemd.stopping()
             log.info("stopping: flushing readings and alarms")
         log.info("stopped")
@@ -341,14 +392,16 @@ class Supervisor:
         return refresh
 
     async def _report_until(self, stop: asyncio.Event, pipeline: Pipeline,
-                            engine: RuleEngine) -> None:
+                            engine: RuleEngine, metrics: SelfMetrics) -> None:
         config = self._loaded.config
         n_devices = len(config.devices) + len(config.fire_panels)
         while not stop.is_set():
             online = sum(pipeline.online.values())
+            spool = metrics.influx.stats.spool_points
             systemd.status(
                 f"{online}/{n_devices} devices online, {engine.active_count} alarms active, "
-                f"queue {pipeline.depth}")
+                f"queue {pipeline.depth}" + (f", {spool} points spooled" if spool else ""))
+            metrics.record(self._clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=STATUS_INTERVAL)
 

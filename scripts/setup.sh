@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client socat mbpoll)
+DEB_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll)
 PYTHON=${PYTHON:-python3}
 
 missing=()

@@ -254,3 +254,38 @@ class InfluxDB(Service):
         for result in body.get("results", []):
             if "error" in result:
                 raise ServiceError(f"{q!r} failed: {result['error']}")
+
+
+class VictoriaMetrics(Service):
+    """A private VictoriaMetrics: accepts InfluxDB line protocol on ``/write`` and
+    ``/api/v2/write``, answers ``/api/v1/export``. Numeric fields become metrics named
+    ``{measurement}_{field}`` with the tags as labels (strings are not stored)."""
+
+    binary = "victoria-metrics"
+    name = "victoria-metrics"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _command(self, binary: str) -> list[str]:
+        return [binary, f"-storageDataPath={self.workdir / 'data'}",
+                f"-httpListenAddr={self.host}:{self.port}", "-retentionPeriod=100y",
+                "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN"]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return int(response.status) == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict[str, Any]]:
+        """Every series matching ``match`` as ``{"metric": {...}, "values": [...],
+        "timestamps": [ms...]}``, after flushing what was just written."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):
+            pass
+        params = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{params}",
+                                    timeout=10) as response:
+            return [json.loads(row) for row in response.read().decode().splitlines() if row]

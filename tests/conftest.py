@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.services import InfluxDB, Mosquitto
+from simulator.services import InfluxDB, Mosquitto, VictoriaMetrics
 from tests.services import require
 
 
@@ -59,3 +59,11 @@ def influxdb_factory(tmp_path: Path) -> Iterator[Callable[[], InfluxDB]]:
     yield make
     for server in made:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoriametrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """A running private VictoriaMetrics (the v2 write peer: ``.url``, ``.export()``)."""
+    require(VictoriaMetrics)
+    with VictoriaMetrics(workdir=tmp_path_factory.mktemp("victoria-metrics")) as server:
+        yield server

@@ -1,15 +1,22 @@
-"""The InfluxDB sink: readings and alarm transitions to line protocol, written in batches.
+"""The InfluxDB sink: readings, alarm transitions and self-metrics, written without loss.
 
-``add`` and ``add_alarm`` are synchronous and cheap (format one line, append to a deque): the
-hot path never waits for the network. A background task sends a batch when ``batch_size``
-lines are waiting or the oldest has waited ``flush_interval`` seconds. A failed write (no
-connection, timeout, 5xx, 429, auth) keeps the batch and retries it with capped, jittered
-exponential backoff, in order; new points queue up behind it. A batch the server rejects as
-malformed (400, other 4xx) is counted and dropped, since retrying it can never succeed.
+``add``, ``add_alarm`` and ``add_point`` are synchronous and cheap (format one line, append to
+a deque): the hot path never waits for the network. A background task sends a batch when
+``batch_size`` lines are waiting or the oldest has waited ``flush_interval`` seconds; bodies of
+64 KiB and more are gzipped.
 
-Durability seam: accepted points live in memory until written. Issue 6 moves batches that
-keep failing (and whatever is left at shutdown) into the SQLite spool; the places are marked
-``SPOOL``.
+Without loss: a batch whose write fails (no connection, timeout, 5xx, 429, auth) goes to the
+SQLite spool at once (``daemon/sinks/spool.py``), and so does everything queued behind it while
+the server stays away; the spool is replayed in order, oldest first, with capped jittered
+backoff, before anything newer is sent; on shutdown whatever is still in memory goes to the
+spool too, so a restart replays it. A batch the server refuses as malformed (400 and other
+4xx, e.g. a field type conflict or a line that does not parse) is bisected until the refused
+lines are isolated: those are quarantined (kept in the spool file with the reason, logged
+once, counted), the rest written.
+
+Two APIs behind one interface: v1 ``POST /write?db=&rp=&precision=ns`` (InfluxDB 1.x, 2.x's
+compatibility API, 3.x, VictoriaMetrics) and v2 ``/api/v2/write`` through influxdb-client's
+async API (2.x, 3.x, 1.8+ and VictoriaMetrics), with org, bucket and a token from a file.
 """
 
 from __future__ import annotations
@@ -22,20 +29,24 @@ import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import aiohttp
 
 from daemon.config import InfluxConfig
 from daemon.sinks.lineprotocol import (
+    FieldValue,
     alarm_line,
     escape_key,
     format_value,
+    line,
     reading_series,
     timestamp_ns,
 )
+from daemon.sinks.spool import Spool
 from drivers.aio import finish_within
 from drivers.measurements import Quantity, Reading
 from rules.model import AlarmEvent
@@ -44,36 +55,187 @@ log = logging.getLogger(__name__)
 
 _GZIP_MIN_BYTES = 64 * 1024  # below this, compressing costs more loop time than it saves
 _RETRY_STATUS = frozenset({401, 403, 404, 408, 429})  # fixable by the server side; keep
+_MEMORY_SPOOL = Path(":memory:")
+
+
+class Outcome(Enum):
+    WRITTEN = "written"
+    RETRY = "retry"  # the server did not take it now: try again later
+    REFUSED = "refused"  # the server says these lines are wrong: retrying cannot help
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    outcome: Outcome
+    detail: str = ""
+
+
+class Writer(Protocol):
+    """One API's way of sending a batch of lines."""
+
+    async def prepare(self) -> None: ...
+
+    async def write(self, lines: list[str]) -> WriteResult: ...
+
+    async def close(self) -> None: ...
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    return compressor.compress(body) + compressor.flush()
+
+
+def _classify(status: int, text: str) -> WriteResult:
+    if 200 <= status < 300:
+        return WriteResult(Outcome.WRITTEN)
+    detail = f"HTTP {status}: {text.strip()[:300]}"
+    if status == 413:
+        return WriteResult(Outcome.TOO_LARGE, detail)
+    if status >= 500 or status in _RETRY_STATUS:
+        return WriteResult(Outcome.RETRY, detail)
+    return WriteResult(Outcome.REFUSED, detail)
+
+
+class V1Writer:
+    """``POST /write`` with aiohttp; basic auth from ``username`` and ``password_file``."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self._config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def prepare(self) -> None:
+        auth = None
+        if self._config.username:
+            password = _read_secret(self._config.password_file) or ""
+            auth = aiohttp.BasicAuth(self._config.username, password)
+        self._session = aiohttp.ClientSession(
+            auth=auth, timeout=aiohttp.ClientTimeout(total=self._config.timeout))
+
+    async def create_database(self) -> None:
+        """``CREATE DATABASE`` is idempotent in 1.x; failure is logged, not fatal (the server
+        may be down now, or the user may lack admin rights on a database that exists)."""
+        assert self._session is not None
+        name = self._config.database.replace("\\", "\\\\").replace('"', '\\"')
+        try:
+            async with self._session.post(f"{self._config.url.rstrip('/')}/query",
+                                          data={"q": f'CREATE DATABASE "{name}"'}) as response:
+                text = await response.text(errors="replace")
+                if response.status != 200 or '"error"' in text:
+                    log.warning("CREATE DATABASE %s: HTTP %d %s", self._config.database,
+                                response.status, text.strip()[:200])
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("CREATE DATABASE %s failed (%s); writes will retry",
+                        self._config.database, exc or type(exc).__name__)
+
+    async def write(self, lines: list[str]) -> WriteResult:
+        assert self._session is not None
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if len(body) >= _GZIP_MIN_BYTES:
+            body = _gzip(body)
+            headers["Content-Encoding"] = "gzip"
+        params = {"db": self._config.database, "precision": "ns"}
+        if self._config.retention_policy:
+            params["rp"] = self._config.retention_policy
+        try:
+            async with self._session.post(f"{self._config.url.rstrip('/')}/write",
+                                          params=params, data=body,
+                                          headers=headers) as response:
+                result = _classify(response.status, await response.text(errors="replace"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return WriteResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        if "database not found" in result.detail:
+            await self.create_database()
+            return WriteResult(Outcome.RETRY, result.detail)
+        return result
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class V2Writer:
+    """``/api/v2/write`` through influxdb-client's async API (gzip on), token from a file."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self._config = config
+        self._client: object | None = None
+
+    async def prepare(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        self._client = InfluxDBClientAsync(
+            url=self._config.url, token=_read_secret(self._config.token_file) or "",
+            org=self._config.org or "", timeout=int(self._config.timeout * 1000),
+            enable_gzip=True)
+
+    async def write(self, lines: list[str]) -> WriteResult:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.rest import ApiException
+
+        client = self._client
+        assert isinstance(client, InfluxDBClientAsync)
+        try:
+            await client.write_api().write(bucket=self._config.bucket or "",
+                                           org=self._config.org or "",
+                                           record="\n".join(lines))
+        except ApiException as exc:
+            return _classify(int(exc.status or 500), str(exc.body or exc.reason or ""))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return WriteResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return WriteResult(Outcome.WRITTEN)
+
+    async def close(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        if isinstance(self._client, InfluxDBClientAsync):
+            await self._client.close()  # type: ignore[no-untyped-call]
+        self._client = None
 
 
 @dataclass(frozen=True, slots=True)
 class InfluxStats:
-    """Counters since start (points unless named otherwise)."""
+    """Counters since start (points unless named otherwise); spool ones since it was made."""
 
-    pending: int  # accepted, not yet written (in memory)
+    pending: int  # accepted, in memory, not yet written
     written: int
-    failed_writes: int  # write attempts that failed and will be retried (requests, not points)
-    rejected: int  # points in batches the server refused as invalid (400 and the like)
+    failed_writes: int  # write attempts that failed and will be retried (requests)
+    quarantined: int  # lines the server refused as malformed, kept aside
     dropped_bad_quality: int  # readings with Quality.BAD, never written as values
     unformattable: int  # readings or events that could not be turned into line protocol
+    spool_points: int
+    spool_bytes: int
+    spool_dropped: int  # reading points dropped to keep the spool under spool_max_mb
+    write_latency_ms: float  # the last successful write's round trip
+
+    @property
+    def rejected(self) -> int:  # the name before quarantining existed
+        return self.quarantined
 
 
 class InfluxSink:
-    """Batched writer to InfluxDB (v1 ``/write`` or v2 ``/api/v2/write``); an async context
-    manager. ``device_tags`` maps device name to its location tags (building, box, ...)."""
+    """Batched, spooled writer to InfluxDB; an async context manager. ``device_tags`` maps
+    device name to its location tags; ``spool`` is the spool file (None: memory only, for
+    tools and tests that don't need durability)."""
 
     def __init__(self, *, config: InfluxConfig, site: str,
-                 device_tags: Mapping[str, Mapping[str, str]],
+                 device_tags: Mapping[str, Mapping[str, str]], spool: Path | None = None,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
-                 close_timeout: float | None = None) -> None:
+                 close_timeout: float | None = None, writer: Writer | None = None) -> None:
         self._config = config
         self._site = site
         self._device_tags = device_tags
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._close_timeout = close_timeout if close_timeout is not None else config.timeout
-        self._buffer: deque[str] = deque()
-        self._batch: list[str] | None = None  # the batch being written (or retried)
+        self._writer: Writer = writer or (V2Writer(config) if config.api == "v2"
+                                          else V1Writer(config))
+        self._spool = Spool(spool or _MEMORY_SPOOL, max_bytes=config.spool_max_mb << 20)
+        self._readings: deque[str] = deque()
+        self._alarms: deque[str] = deque()  # kept apart: the spool never drops them
+        self._inflight: tuple[list[str], bool] | None = None  # from memory, being written
         self._oldest: float = 0.0  # monotonic time the oldest buffered line arrived
         self._prefixes: dict[tuple[str, Quantity, str | None], str] = {}
         self._wake = asyncio.Event()
@@ -81,16 +243,15 @@ class InfluxSink:
         self._idle.set()
         self._closing = False
         self._flush_now = False
-        self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None  # v2
         self._task: asyncio.Task[None] | None = None
         self._failing = False
-        self._rejecting = False
+        self._refusing = False
+        self._dropping = False
         self._written = 0
         self._failed_writes = 0
-        self._rejected = 0
         self._dropped_bad = 0
         self._unformattable = 0
+        self._latency_ms = 0.0
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -113,7 +274,7 @@ class InfluxSink:
         except Exception:
             self._count_unformattable(f"reading {reading!r}")
             return
-        self._push(text)
+        self._push(self._readings, text)
 
     def add_alarm(self, event: AlarmEvent) -> None:
         """Queue one alarm transition for the ``alarms`` measurement. Never raises."""
@@ -123,15 +284,25 @@ class InfluxSink:
         except Exception:
             self._count_unformattable(f"alarm event {event.alarm.alarm_id}")
             return
-        self._push(text)
+        self._push(self._alarms, text)
 
-    def _push(self, text: str) -> None:
-        if not self._buffer:
+    def add_point(self, measurement: str, fields: Mapping[str, FieldValue],
+                  ts: float) -> None:
+        """Queue one point of the daemon's own (e.g. ``firewarden`` self-metrics)."""
+        try:
+            text = line(measurement, {"site": self._site}, fields, ts)
+        except Exception:
+            self._count_unformattable(f"point {measurement}")
+            return
+        self._push(self._readings, text)
+
+    def _push(self, queue: deque[str], text: str) -> None:
+        if not self._readings and not self._alarms:
             self._oldest = time.monotonic()
             self._wake.set()  # start the age clock in the flush loop
-        self._buffer.append(text)
+        queue.append(text)
         self._idle.clear()
-        if len(self._buffer) >= self._config.batch_size:
+        if len(queue) >= self._config.batch_size:
             self._wake.set()
 
     def _count_unformattable(self, what: str) -> None:
@@ -145,14 +316,20 @@ class InfluxSink:
 
     @property
     def stats(self) -> InfluxStats:
+        inflight = len(self._inflight[0]) if self._inflight else 0
+        spool = self._spool
         return InfluxStats(
-            pending=len(self._buffer) + len(self._batch or ()),
-            written=self._written, failed_writes=self._failed_writes, rejected=self._rejected,
-            dropped_bad_quality=self._dropped_bad, unformattable=self._unformattable)
+            pending=len(self._readings) + len(self._alarms) + inflight,
+            written=self._written, failed_writes=self._failed_writes,
+            quarantined=spool.quarantined,
+            dropped_bad_quality=self._dropped_bad, unformattable=self._unformattable,
+            spool_points=spool.points, spool_bytes=spool.bytes, spool_dropped=spool.dropped,
+            write_latency_ms=self._latency_ms)
 
     async def drain(self) -> None:
-        """Write everything queued now, ignoring the age rule; returns once nothing is pending
-        (bound it with ``asyncio.timeout``: while InfluxDB is down it waits)."""
+        """Write everything queued and spooled now, ignoring the age rule; returns once
+        nothing is pending (bound it with ``asyncio.timeout``: while InfluxDB is down it
+        waits)."""
         self._flush_now = True
         self._wake.set()
         await self._idle.wait()
@@ -160,14 +337,12 @@ class InfluxSink:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        auth = None
+        self._spool.open()
+        if self._spool.points:
+            log.info("InfluxDB spool %s holds %d points from before; replaying them first",
+                     self._spool.path, self._spool.points)
         # Secrets are read once, at start: a missing file is a startup error, not a retry loop.
-        self._token = _read_secret(self._config.token_file)
-        if self._config.api == "v1" and self._config.username:
-            password = _read_secret(self._config.password_file) or ""
-            auth = aiohttp.BasicAuth(self._config.username, password)
-        self._session = aiohttp.ClientSession(
-            auth=auth, timeout=aiohttp.ClientTimeout(total=self._config.timeout))
+        await self._writer.prepare()
         self._task = asyncio.create_task(self._run(), name="influx-flush")
         self._task.add_done_callback(_log_crash)
         return self
@@ -180,48 +355,151 @@ class InfluxSink:
         try:
             await finish_within(task, self._close_timeout)
         finally:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
-        left = self.stats.pending
-        if left:
-            # SPOOL: issue 6 writes these to the spool instead of losing them.
-            log.error("InfluxDB sink closed with %d points unwritten (lost)", left)
+            await self._writer.close()
+            self._spill(final=True)
+            if self._spool.points and self._spool.path != _MEMORY_SPOOL:
+                log.warning("InfluxDB sink closed with %d points in the spool %s: they are "
+                            "written after the restart", self._spool.points, self._spool.path)
+            elif self._spool.points:
+                log.error("InfluxDB sink closed with %d points unwritten (no spool: lost)",
+                          self._spool.points)
+            self._spool.close()
 
     # -- the flush loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        if self._config.api == "v1":
+        if isinstance(self._writer, V1Writer):
             # Here rather than in __aenter__: a slow or absent server must not delay startup.
-            await self._create_database()
+            await self._writer.create_database()
         attempt = 0
         while True:
-            if self._batch is None:
-                await self._wait_for_batch()
-                if not self._buffer:
-                    if self._closing:
-                        return
+            if self._spool.batches:
+                # Replay (or retry) the oldest spooled batch before anything newer.
+                if len(self._readings) >= self._config.batch_size or self._closing:
+                    self._spill()
+                head = self._spool.oldest()
+                assert head is not None
+                left = await self._deliver(head.lines)
+                if not left:
+                    self._spool.remove(head.seq)
+                    attempt = 0
                     continue
-                n = min(len(self._buffer), self._config.batch_size)
-                self._batch = [self._buffer.popleft() for _ in range(n)]
-                self._oldest = time.monotonic()  # the rest waited while we were busy
-            if await self._write(self._batch):
-                self._batch = None
-                attempt = 0
-                if not self._buffer:
+                if len(left) != len(head.lines):
+                    self._spool.replace(head.seq, [left], alarms=head.alarms)
+                self._spill()  # the server is away: what waits in memory goes to disk too
+            else:
+                if not (self._readings or self._alarms):
                     self._flush_now = False
                     self._idle.set()
-                continue
-            # SPOOL: issue 6 moves self._batch to the spool after a few failures.
+                batch = await self._next_batch()
+                if batch is None:
+                    if self._closing:
+                        return
+                    self._flush_now = False
+                    self._idle.set()
+                    continue
+                lines, alarms = self._inflight = batch
+                left = await self._deliver(lines)
+                self._inflight = None
+                if not left:
+                    attempt = 0
+                    continue
+                # Not taken in time: to disk, in order, with everything queued behind it.
+                self._spool.put(left, alarms=alarms)
+                self._spill()
+            if self._closing:
+                return  # __aexit__ spills the rest
             delay = min(self._retry_max, self._retry_initial * 2 ** attempt)
             attempt += 1
             await self._sleep(delay * random.uniform(0.5, 1.0))
 
+    async def _next_batch(self) -> tuple[list[str], bool] | None:
+        """The next batch from memory once it is due (size, age, drain, close); alarms
+        first, since they are few and what people were told."""
+        await self._wait_for_batch()
+        if self._alarms:
+            queue, alarms = self._alarms, True
+        elif self._readings:
+            queue, alarms = self._readings, False
+        else:
+            return None
+        n = min(len(queue), self._config.batch_size)
+        batch = [queue.popleft() for _ in range(n)]
+        self._oldest = time.monotonic()  # the rest waited while we were busy
+        return batch, alarms
+
+    def _spill(self, *, final: bool = False) -> None:
+        """Move what waits in memory to the spool, in batch-size pieces (readings after
+        alarms; order within each kind kept)."""
+        if final and self._inflight is not None:
+            lines, alarms = self._inflight  # may have been written: a replay is harmless
+            self._spool.put(lines, alarms=alarms)
+            self._inflight = None
+        for queue, alarms in ((self._alarms, True), (self._readings, False)):
+            while queue:
+                n = min(len(queue), self._config.batch_size)
+                dropped = self._spool.put([queue.popleft() for _ in range(n)], alarms=alarms)
+                if dropped:
+                    # once at ERROR, then DEBUG: the count is in the self-metrics
+                    level = logging.DEBUG if self._dropping else logging.ERROR
+                    self._dropping = True
+                    log.log(level, "InfluxDB spool over %d MB: dropped the %d oldest reading "
+                            "points (%d so far; alarms are never dropped)",
+                            self._config.spool_max_mb, dropped, self._spool.dropped)
+
+    async def _deliver(self, lines: list[str]) -> list[str]:
+        """Write ``lines``; return those still to be written (empty: done). Refused lines are
+        isolated by bisection and quarantined; too-large batches are split."""
+        started = time.monotonic()
+        result = await self._writer.write(lines)
+        if result.outcome is Outcome.WRITTEN:
+            self._latency_ms = (time.monotonic() - started) * 1000
+            self._written += len(lines)
+            if self._failing:
+                log.info("InfluxDB writes recovered (%d failed attempts so far)",
+                         self._failed_writes)
+                self._failing = False
+            return []
+        if result.outcome is Outcome.RETRY:
+            self._failed(result.detail)
+            return lines
+        if len(lines) == 1 and result.outcome is Outcome.REFUSED:
+            self._quarantine(lines, result.detail)
+            return []
+        if len(lines) == 1:  # a single line too large for the server: nothing else helps
+            self._quarantine(lines, result.detail)
+            return []
+        half = len(lines) // 2
+        first = await self._deliver(lines[:half])
+        if first:
+            return first + lines[half:]
+        return await self._deliver(lines[half:])
+
+    def _quarantine(self, lines: list[str], why: str) -> None:
+        self._spool.quarantine(lines, why)
+        if not self._refusing:
+            log.error("InfluxDB refused %d line(s) as malformed (%s); quarantined in %s, "
+                      "further refusals at DEBUG: %s", len(lines), why, self._spool.path,
+                      lines[0][:200])
+            self._refusing = True
+        else:
+            log.debug("InfluxDB refused %d line(s) (%s)", len(lines), why)
+
+    def _failed(self, why: str) -> None:
+        self._failed_writes += 1
+        if not self._failing:
+            log.error("InfluxDB write to %s failed (%s); spooling to disk and retrying",
+                      self._config.url, why)
+            self._failing = True
+        else:
+            log.debug("InfluxDB write failed again (%s)", why)
+
     async def _wait_for_batch(self) -> None:
         while not (self._closing or self._flush_now
-                   or len(self._buffer) >= self._config.batch_size):
+                   or len(self._readings) >= self._config.batch_size
+                   or len(self._alarms) >= self._config.batch_size):
             timeout = None
-            if self._buffer:
+            if self._readings or self._alarms:
                 timeout = self._oldest + self._config.flush_interval - time.monotonic()
                 if timeout <= 0:
                     return
@@ -232,10 +510,7 @@ class InfluxSink:
                 return
 
     async def _sleep(self, delay: float) -> None:
-        """Back off, but not past a shutdown: the final flush should try again at once."""
-        if self._closing:
-            await asyncio.sleep(min(delay, 0.2))
-            return
+        """Back off, but not past a shutdown."""
         self._wake.clear()
         deadline = time.monotonic() + delay
         while not self._closing and (remaining := deadline - time.monotonic()) > 0:
@@ -244,89 +519,6 @@ class InfluxSink:
             except TimeoutError:
                 return
             self._wake.clear()
-
-    async def _write(self, batch: list[str]) -> bool:
-        """One write attempt; True when the batch is done with (written or rejected)."""
-        assert self._session is not None
-        body = ("\n".join(batch) + "\n").encode()
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if len(body) >= _GZIP_MIN_BYTES:
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: gzip framing
-            body = compressor.compress(body) + compressor.flush()
-            headers["Content-Encoding"] = "gzip"
-        url, params = self._write_target(headers)
-        try:
-            async with self._session.post(url, params=params, data=body,
-                                          headers=headers) as response:
-                status = response.status
-                text = (await response.text(errors="replace"))[:500]
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return self._failed(f"{type(exc).__name__}: {exc}".rstrip(": "))
-        if 200 <= status < 300:
-            self._written += len(batch)
-            if self._failing:
-                log.info("InfluxDB writes recovered (%d failed attempts so far)",
-                         self._failed_writes)
-                self._failing = False
-            self._rejecting = False
-            return True
-        if status == 413 and len(batch) > 1:
-            half = len(batch) // 2
-            self._buffer.extendleft(reversed(batch[half:]))  # keep order: they go next
-            batch[half:] = []
-            log.warning("InfluxDB refused a batch as too large; splitting it")
-            return False
-        if status >= 500 or status in _RETRY_STATUS:
-            if status == 404 and self._config.api == "v1":
-                await self._create_database()
-            return self._failed(f"HTTP {status}: {text.strip()}")
-        self._rejected += len(batch)
-        if not self._rejecting:
-            log.error("InfluxDB rejected a batch of %d points (HTTP %d: %s); dropped, "
-                      "further rejections at DEBUG", len(batch), status, text.strip())
-            self._rejecting = True
-        else:
-            log.debug("InfluxDB rejected %d points (HTTP %d: %s)", len(batch), status, text)
-        return True
-
-    def _failed(self, why: str) -> bool:
-        self._failed_writes += 1
-        if not self._failing:
-            log.error("InfluxDB write to %s failed (%s); keeping %d points and retrying",
-                      self._config.url, why, self.stats.pending)
-            self._failing = True
-        else:
-            log.debug("InfluxDB write failed again (%s)", why)
-        return False
-
-    def _write_target(self, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-        base = self._config.url.rstrip("/")
-        if self._config.api == "v2":
-            if self._token:
-                headers["Authorization"] = f"Token {self._token}"
-            return f"{base}/api/v2/write", {"org": self._config.org or "",
-                                            "bucket": self._config.bucket or "",
-                                            "precision": "ns"}
-        params = {"db": self._config.database, "precision": "ns"}
-        if self._config.retention_policy:
-            params["rp"] = self._config.retention_policy
-        return f"{base}/write", params
-
-    async def _create_database(self) -> None:
-        """``CREATE DATABASE`` is idempotent in 1.x; failure is logged, not fatal (the server
-        may be down now, or the user may lack admin rights on a database that exists)."""
-        assert self._session is not None
-        name = self._config.database.replace("\\", "\\\\").replace('"', '\\"')
-        try:
-            async with self._session.post(f"{self._config.url.rstrip('/')}/query",
-                                          data={"q": f'CREATE DATABASE "{name}"'}) as response:
-                text = await response.text(errors="replace")
-                if response.status != 200 or '"error"' in text:
-                    log.warning("CREATE DATABASE %s: HTTP %d %s", self._config.database,
-                                response.status, text.strip()[:200])
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("CREATE DATABASE %s failed (%s); writes will retry",
-                        self._config.database, exc or type(exc).__name__)
 
 
 def _read_secret(path: Path | None) -> str | None:

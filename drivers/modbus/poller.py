@@ -233,6 +233,7 @@ class BusPoller:
         self._bus = bus
         self._emit_fn = emit
         self._clock = clock
+        self._lag_ms = 0.0
         self._backoff = backoff
         self._transport = make_transport(bus)  # fails early for unsupported bus types
         self._lock = asyncio.Lock()
@@ -265,6 +266,11 @@ class BusPoller:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def take_lag_ms(self) -> float:
+        """The worst poll start lag (ms) since the last call (self-metrics)."""
+        lag, self._lag_ms = self._lag_ms, 0.0
+        return lag
+
     async def _run(self) -> None:
         if not self._jobs:
             return
@@ -277,6 +283,8 @@ class BusPoller:
             delay = job.due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # how late this poll starts against its schedule (a slow bus, a busy loop)
+            self._lag_ms = max(self._lag_ms, (loop.time() - job.due) * 1000)
             try:
                 await self._poll(job)
             except Exception:  # a bug must not silence the whole bus
