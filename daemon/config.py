@@ -70,6 +70,7 @@ class InfluxConfig(_Frozen):
     flush_interval: Duration = 1.0
     timeout: Duration = 10.0
     spool_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 512
+    gzip: Literal["auto", "always", "never"] = "auto"  # auto: unless the server is loopback
 
     @model_validator(mode="after")
     def _v2_needs_bucket(self) -> InfluxConfig:

@@ -141,11 +141,13 @@ def alarm_line(event: AlarmEvent, site: str, tags: Mapping[str, str] | None = No
     else from ``tags`` (the device's location tags)."""
     alarm = event.alarm
     building = alarm.context.get("building") or (tags or {}).get("building", "")
-    fields: dict[str, FieldValue] = {"state": alarm.state.value}
+    fields: dict[str, FieldValue] = {"state": alarm.state.value, "event": event.kind.value}
     if alarm.value is not None and math.isfinite(alarm.value):
         fields["value"] = float(alarm.value)
     fields["message"] = alarm.message
     fields["alarm_id"] = alarm.alarm_id
-    return line("alarms", {"site": site, "building": building, "device": alarm.device,
-                           "rule": alarm.rule, "severity": alarm.severity.value},
-                fields, event.ts)
+    tags = {"site": site, "building": building, "device": alarm.device, "rule": alarm.rule,
+            "severity": alarm.severity.value}
+    if alarm.channel:
+        tags["channel"] = alarm.channel  # one series per alarm, not per device and rule
+    return line("alarms", tags, fields, event.ts)

@@ -70,7 +70,8 @@ async def test_readings_and_alarms_arrive(influxdb: InfluxDB) -> None:
     assert {row["fieldType"] for row in fields} == {"float"}
     alarms = await _rows(influxdb, db, "SELECT * FROM alarms")
     assert alarms == [{"time": 1700000003_500000000, "alarm_id": "leakage:rcm-1:3",
-                       "building": "江畔 3", "device": "rcm-1",
+                       "building": "江畔 3", "channel": "3", "device": "rcm-1",
+                       "event": "raised",
                        "message": '剩余电流 350 mA > "300", 请检查 c:\\path', "rule": "leakage",
                        "severity": "critical", "site": "jiangpan", "state": "unacknowledged",
                        "value": 350.0}]

@@ -147,17 +147,18 @@ def _event(kind: EventKind, **alarm: object) -> AlarmEvent:
 
 
 def test_alarm_line() -> None:
-    """Alarm transitions land in ``alarms`` with rule/severity tags and string fields."""
+    """Alarm transitions land in ``alarms`` with rule/severity/channel tags, the event kind
+    and string fields."""
     assert alarm_line(_event(EventKind.RAISED), "jiangpan") == (
-        "alarms,building=12,device=rcm-1,rule=leakage,severity=critical,site=jiangpan "
-        'state="unacknowledged",value=350.0,message="剩余电流 350 mA > \\"300\\"",'
-        'alarm_id="leakage:rcm-1:3" 1700000000250000000')
+        "alarms,building=12,channel=3,device=rcm-1,rule=leakage,severity=critical,"
+        'site=jiangpan state="unacknowledged",event="raised",value=350.0,'
+        'message="剩余电流 350 mA > \\"300\\"",alarm_id="leakage:rcm-1:3" 1700000000250000000')
 
 
 def test_alarm_line_without_value_takes_building_from_tags() -> None:
     """No value field when the alarm has none; building falls back to the device's tags."""
     text = alarm_line(_event(EventKind.CLEARED, value=None, context={}, message=""),
                       "s", {"building": "7"})
-    assert text.startswith("alarms,building=7,device=rcm-1,")
+    assert text.startswith("alarms,building=7,channel=3,device=rcm-1,")
     assert "value=" not in text
     assert 'message=""' in text

@@ -1,0 +1,1 @@
+"""Grafana dashboards and provisioning for firewarden (see dashboards/README.md)."""
