@@ -26,6 +26,7 @@ bench: setup
 	$(PY) -m bench.bench_planner
 	$(PY) -m bench.bench_rtu_bus
 	$(PY) -m bench.bench_detection
+	$(PY) -m bench.bench_influx
 
 check: setup
 	$(VENV)/bin/firewarden check -c examples/site-sample.toml

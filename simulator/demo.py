@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,9 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
                                                     poll=DEMO_POLL), broker.port, influx.port,
                                  scenario.compression)
             daemon_log = var / "daemon.log"
-            _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json")
+            grafana = _grafana_provisioning(var / "grafana", influx.port)
+            _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json",
+                    grafana)
             # The daemon runs on the scenario's clock, so dusk, night hours and durations
             # ("charging for 20 min") mean what they say at any compression.
             clock = f"{runner.sim_time():.3f}:{scenario.compression:g}:{time.time():.3f}"
@@ -238,8 +241,30 @@ def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
             daemon.wait()
 
 
+DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+
+
+def _grafana_provisioning(where: Path, influx_port: int) -> Path:
+    """A copy of dashboards/provisioning pointing at this run's InfluxDB and at the
+    dashboard JSON in the checkout, for ``GF_PATHS_PROVISIONING``."""
+    source = DASHBOARDS / "provisioning"
+    for sub, replace in (("datasources/influxdb.yaml",
+                          ("http://127.0.0.1:8086", f"http://127.0.0.1:{influx_port}")),
+                         ("dashboards/firewarden.yaml",
+                          ("/var/lib/grafana/dashboards/firewarden", str(DASHBOARDS / "json")))):
+        target = where / sub
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = (source / sub).read_text(encoding="utf-8")
+        target.write_text(text.replace(*replace), encoding="utf-8")
+    return where
+
+
+def _iso(epoch: float, scenario: Scenario) -> str:
+    return datetime.fromtimestamp(epoch, scenario.zone).isoformat(timespec="minutes")
+
+
 def _banner(scenario: Scenario, mqtt: int, influx: int, conf: Path, log: Path,
-            truth: Path) -> None:
+            truth: Path, grafana: Path) -> None:
     site = scenario.community.site
     real = scenario.duration / scenario.compression
     print(f"""firewarden demo: scenario {scenario.name}, {len(scenario.community.buildings)} \
@@ -251,5 +276,9 @@ buildings, {format_duration(scenario.duration)} of simulated time in {format_dur
   config     {conf}   (firewarden check -c {conf})
   daemon log {log}
   truth      {truth}
+  grafana    GF_PATHS_PROVISIONING={grafana} grafana-server  (or copy {grafana}/* into
+             /etc/grafana/provisioning/): six dashboards over this run's InfluxDB; the data is
+             stamped with the scenario's clock, so set the time range to
+             {_iso(scenario.start, scenario)} .. {_iso(scenario.end, scenario)}
   Ctrl-C stops everything.
 """, flush=True)

@@ -178,6 +178,11 @@ def test_demo_plays_a_scenario_and_alarms_each_event(tmp_path: Path) -> None:
     summary = out.stdout[out.stdout.index("what happened and what firewarden said"):]
     assert "no alarm" not in summary, summary
     assert "mosquitto_sub -p" in out.stdout
+    port = re.search(r"influxdb\s+127\.0\.0\.1:(\d+)", out.stdout)
+    assert port, out.stdout
+    datasource = tmp_path / "var" / "grafana" / "datasources" / "influxdb.yaml"
+    assert f"url: http://127.0.0.1:{port.group(1)}" in datasource.read_text(encoding="utf-8")
+    assert f"GF_PATHS_PROVISIONING={tmp_path / 'var' / 'grafana'}" in out.stdout
     truth = json.loads((tmp_path / "var" / "truth.json").read_text(encoding="utf-8"))
     assert [r["label"] for r in truth["events"]] == ["fire", "detector-fault", "fire"]
     # The demo's InfluxDB keeps its data under var/: restarted, the fire history is there.
