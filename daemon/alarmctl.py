@@ -23,6 +23,7 @@ import aiomqtt
 
 from daemon.commands import VERBS
 from daemon.config import LoadedConfig
+from daemon.secrets import read_secret
 from daemon.store import read_alarms
 from rules.model import Alarm, AlarmState
 
@@ -100,8 +101,7 @@ async def _command(loaded: LoadedConfig, verb: str,
     config = loaded.config
     mqtt = config.mqtt
     base = f"{mqtt.topic_prefix}/{config.site.id}"
-    password = (mqtt.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-                if mqtt.password_file else None)
+    password = read_secret(mqtt.password_file, "mqtt.password_file")
     async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username,
                               password=password, timeout=ANSWER_TIMEOUT) as client:
         await client.subscribe(f"{base}/cmd/result", qos=1)

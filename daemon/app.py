@@ -32,11 +32,12 @@ from typing import Protocol
 
 from daemon import systemd
 from daemon.commands import CommandError, parse_command
-from daemon.config import Config, DeviceConfig, LoadedConfig
+from daemon.config import Config, ConfigError, DeviceConfig, LoadedConfig, load_config
 from daemon.notify import homeassistant as ha
 from daemon.notify.mqtt import MqttNotifier
 from daemon.notify.webhook import WebhookNotifier
 from daemon.panels import FirePanels, zone_locator
+from daemon.secrets import SecretError, check_secrets
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
 from drivers.aio import cancel_and_wait
@@ -53,6 +54,7 @@ from rules.policy import FloodPolicy, Policies
 log = logging.getLogger("firewarden")
 
 STATUS_INTERVAL = 10.0
+MAINTENANCE_INTERVAL = 3600.0  # s between alarm store trims and compactions
 TICK_INTERVAL = 1.0  # s between rule and alarm timer ticks
 BULK_SLICE = 64  # bulk readings handled between yields to the loop (~1 ms of work)
 FIRE_LANE = frozenset(fire.FLAG_RULES)
@@ -312,19 +314,30 @@ class SelfMetrics:
 
 
 class Supervisor:
-    """Runs one config until ``stop`` is set."""
+    """Runs a config until ``stop`` is set; ``reload`` (SIGHUP) swaps in the config file's
+    current contents if they are valid, and keeps the running config if not."""
 
     def __init__(self, *, loaded: LoadedConfig,
                  clock: Callable[[], float] = time.time) -> None:
         self._loaded = loaded
         self._clock = clock
+        self.reloads = 0  # accepted reloads (tests and STATUS=)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
+        reload = reload or asyncio.Event()
+        while await self._run_config(stop, reload):
+            self.reloads += 1
+            log.info("reloaded %s: restarting with the new config (alarms and spool are kept)",
+                     self._loaded.path)
+
+    async def _run_config(self, stop: asyncio.Event, reload: asyncio.Event) -> bool:
+        """Run the current config; True when it should be replaced by a reloaded one."""
         config = self._loaded.config
         store = AlarmStore(config.daemon.state_dir / "alarms.db",
                            sinks=["mqtt", *(w.sink for w in config.webhooks)])
         async with AsyncExitStack() as stack:
             stack.enter_context(store)
+            store.maintain()
             alarms = store.load_alarms()
             engine = RuleEngine(devices=device_rules(self._loaded), policies=policies(config),
                                 flood=flood_policy(config), alarms=alarms)
@@ -358,15 +371,20 @@ class Supervisor:
                     pollers.append(await stack.enter_async_context(BusPoller(
                         bus=bus, devices=devices, emit=pipeline.submit, clock=self._clock)))
             await stack.enter_async_context(systemd.Watchdog())
-            systemd.ready()
+            systemd.ready()  # also ends a reload's RELOADING=1
             log.info("running: site %s, %d buses, %d devices, %d fire panels",
                      config.site.id, len(config.buses), len(config.devices),
                      len(config.fire_panels))
-            await self._report_until(stop, pipeline, engine, SelfMetrics(
-                pipeline=pipeline, engine=engine, influx=influx, mqtt=mqtt, pollers=pollers))
-            systemd.stopping()
-            log.info("stopping: flushing readings and alarms")
-        log.info("stopped")
+            reloading = await self._report_until(stop, reload, pipeline, engine, SelfMetrics(
+                pipeline=pipeline, engine=engine, influx=influx, mqtt=mqtt, pollers=pollers),
+                maintain=store.maintain)
+            if not reloading:
+                systemd.stopping()
+            log.info("%s: flushing readings and alarms",
+                     "reloading" if reloading else "stopping")
+        if not reloading:
+            log.info("stopped")
+        return reloading
 
     def _home_assistant(self, mqtt: MqttNotifier, engine: RuleEngine) -> Callable[[], None]:
         """Announce HA discovery now; return the function that refreshes device states."""
@@ -391,19 +409,59 @@ class Supervisor:
                  config.mqtt.discovery_prefix)
         return refresh
 
-    async def _report_until(self, stop: asyncio.Event, pipeline: Pipeline,
-                            engine: RuleEngine, metrics: SelfMetrics) -> None:
+    async def _report_until(self, stop: asyncio.Event, reload: asyncio.Event,
+                            pipeline: Pipeline, engine: RuleEngine, metrics: SelfMetrics,
+                            maintain: Callable[[], object]) -> bool:
+        """STATUS= and self-metrics until stop (False) or an accepted reload (True); the
+        alarm store's maintenance every ``MAINTENANCE_INTERVAL``."""
         config = self._loaded.config
         n_devices = len(config.devices) + len(config.fire_panels)
+        refused = ""
+        maintained = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - maintained >= MAINTENANCE_INTERVAL:
+                maintained = time.monotonic()
+                try:
+                    maintain()
+                except Exception:  # housekeeping must never take the daemon down
+                    log.exception("alarm store maintenance failed")
+            if reload.is_set():
+                reload.clear()
+                accepted, refused = self._try_reload()
+                if accepted:
+                    return True
             online = sum(pipeline.online.values())
             spool = metrics.influx.stats.spool_points
             systemd.status(
                 f"{online}/{n_devices} devices online, {engine.active_count} alarms active, "
-                f"queue {pipeline.depth}" + (f", {spool} points spooled" if spool else ""))
+                f"queue {pipeline.depth}" + (f", {spool} points spooled" if spool else "")
+                + refused)
             metrics.record(self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=STATUS_INTERVAL)
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(reload.wait())}
+            _, pending = await asyncio.wait(waits, timeout=STATUS_INTERVAL,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        return False
+
+    def _try_reload(self) -> tuple[bool, str]:
+        """Validate the config file again: (True, "") to switch to it, or (False, a STATUS=
+        note) with the errors logged, keeping the running config."""
+        systemd.reloading()
+        path = self._loaded.path
+        try:
+            candidate = load_config(path)
+            if problems := check_secrets(candidate.config):
+                raise ConfigError(problems)
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("reload refused: %s", line)
+            log.error("reload refused: %s has %d error(s); still running the previous config",
+                      path, len(exc.errors))
+            systemd.ready()
+            return False, f"; reload refused ({len(exc.errors)} config errors, see the journal)"
+        self._loaded = candidate
+        return True, ""
 
 
 def simulated_clock(start: float, rate: float, *, at: float | None = None) -> Callable[[], float]:
@@ -415,14 +473,25 @@ def simulated_clock(start: float, rate: float, *, at: float | None = None) -> Ca
 
 
 def run(loaded: LoadedConfig, clock: Callable[[], float] = time.time) -> int:
-    """Run the daemon in the foreground; SIGTERM/SIGINT stop it cleanly with exit code 0."""
+    """Run the daemon in the foreground; SIGTERM/SIGINT stop it cleanly with exit code 0,
+    SIGHUP reloads the config. A secret that cannot be read at start exits 2 with the reason.
+    """
 
     async def main() -> None:
-        stop = asyncio.Event()
+        stop, reload = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Supervisor(loaded=loaded, clock=clock).run(stop)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
+        await Supervisor(loaded=loaded, clock=clock).run(stop, reload)
 
-    asyncio.run(main())
+    if problems := check_secrets(loaded.config):
+        for line in problems:
+            log.error("cannot start: %s", line)
+        return 2
+    try:
+        asyncio.run(main())
+    except SecretError as exc:  # a secret that vanished between the check and its use
+        log.error("cannot start: %s", exc)
+        return 2
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon import logs
 from daemon.config import ConfigError, LoadedConfig, load_config
 from daemon.plan import render_plan
 
@@ -110,9 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log transitions ourselves
+    logs.setup(level)
 
 
 def _load(path: Path) -> LoadedConfig | None:

@@ -14,6 +14,7 @@ Outbox order: by priority (fire first), then insertion; an alarm's events never 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from daemon.sqlitefile import open_db, vacuum_if_sparse
 from rules.model import Alarm, AlarmEvent, AlarmState, Severity
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -40,6 +44,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (sink, priority, seq);
 """
+
+
+MAX_OUTBOX = 100_000  # events per sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +95,7 @@ class AlarmStore:
         self.close()
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=2000")  # `firewarden alarms list` may read meanwhile
+        db = open_db(self.path)
         db.executescript(SCHEMA)
         if self.sinks:
             marks = ",".join("?" * len(self.sinks))
@@ -157,6 +160,24 @@ class AlarmStore:
     def backlog(self) -> dict[str, int]:
         """Events waiting per sink (self-monitoring)."""
         return dict(self.db.execute("SELECT sink, COUNT(*) FROM outbox GROUP BY sink"))
+
+    def maintain(self, *, max_outbox: int = MAX_OUTBOX) -> int:
+        """Keep the file within its limits: each sink's outbox at most ``max_outbox`` events
+        (the oldest non-fire events go first: a webhook dead for months must not fill the
+        disk; fire events are never dropped), then give freed space back. Returns how many
+        events were dropped."""
+        dropped = 0
+        for sink, count in self.backlog().items():
+            excess = count - max_outbox
+            if excess > 0:
+                cursor = self.db.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE sink = ? "
+                    "AND priority > 0 ORDER BY seq LIMIT ?)", (sink, excess))
+                dropped += cursor.rowcount
+                log.error("alarm store: outbox of %s over %d events; dropped the %d oldest "
+                          "non-fire events", sink, max_outbox, cursor.rowcount)
+        vacuum_if_sparse(self.db)
+        return dropped
 
     def load_alarms(self) -> list[Alarm]:
         return [alarm_from_json(data) for (data,) in

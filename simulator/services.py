@@ -149,9 +149,11 @@ class Mosquitto(Service):
     name = "mosquitto"
 
     def __init__(self, *, workdir: Path, host: str = "127.0.0.1", port: int | None = None,
-                 start_timeout: float = 30.0, persistence: bool = False) -> None:
+                 start_timeout: float = 30.0, persistence: bool = False,
+                 users: dict[str, str] | None = None) -> None:
         super().__init__(workdir=workdir, host=host, port=port, start_timeout=start_timeout)
         self.persistence = persistence
+        self.users = users or {}  # name -> password: when set, anonymous clients are refused
 
     def _command(self, binary: str) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
@@ -159,9 +161,18 @@ class Mosquitto(Service):
                        if self.persistence else "persistence false\n")
         # Started as root, mosquitto drops to user "mosquitto", who cannot write our workdir.
         user = "user root\n" if os.geteuid() == 0 else ""
+        auth = "allow_anonymous true\n"
+        if self.users:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("", encoding="utf-8")
+            passwords.chmod(0o600)
+            for name, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), name, password],
+                               check=True, capture_output=True)
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
         conf.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"{auth}"
             f"{persistence}{user}"
             "log_dest stdout\n"
             "log_type error\n"

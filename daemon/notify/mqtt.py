@@ -37,6 +37,7 @@ from typing import Any, Self
 import aiomqtt
 
 from daemon.config import MqttConfig
+from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
 from drivers.aio import finish_within
 from rules.model import AlarmState
@@ -161,8 +162,7 @@ class MqttNotifier:
     async def __aenter__(self) -> Self:
         if self._config.password_file is not None:
             # Read once at start: a missing secret is a startup error, not a retry loop.
-            self._password = self._config.password_file.read_text(encoding="utf-8").rstrip(
-                "\r\n")
+            self._password = read_secret(self._config.password_file, "mqtt.password_file")
         self._task = asyncio.create_task(self._run(), name="mqtt-notifier")
         self._task.add_done_callback(_log_crash)
         return self

@@ -78,6 +78,7 @@ import aiohttp
 import yarl
 
 from daemon.config import WebhookConfig
+from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
 from drivers.aio import finish_within
 
@@ -492,11 +493,13 @@ class WebhookNotifier:
     async def __aenter__(self) -> Self:
         # Read once at start: a missing secret is a startup error, not a retry loop.
         if self._config.url_file is not None:
-            self._url = self._config.url_file.read_text(encoding="utf-8").strip()
+            self._url = (read_secret(self._config.url_file,
+                                     f"webhook {self._config.name} url_file") or "").strip()
         else:
             self._url = self._config.url or ""
         if self._config.secret_file is not None:
-            self._secret = self._config.secret_file.read_text(encoding="utf-8").strip()
+            self._secret = (read_secret(self._config.secret_file,
+                                        f"webhook {self._config.name} secret_file") or "").strip()
         self._host = urlsplit(self._url).hostname or "?"
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._config.timeout))

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from daemon.config import InfluxConfig
+from daemon.secrets import read_secret
 from daemon.sinks.lineprotocol import (
     FieldValue,
     alarm_line,
@@ -121,7 +122,7 @@ class V1Writer:
     async def prepare(self) -> None:
         auth = None
         if self._config.username:
-            password = _read_secret(self._config.password_file) or ""
+            password = read_secret(self._config.password_file, "influxdb.password_file") or ""
             auth = aiohttp.BasicAuth(self._config.username, password)
         self._session = aiohttp.ClientSession(
             auth=auth, timeout=aiohttp.ClientTimeout(total=self._config.timeout))
@@ -181,7 +182,8 @@ class V2Writer:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
         self._client = InfluxDBClientAsync(
-            url=self._config.url, token=_read_secret(self._config.token_file) or "",
+            url=self._config.url,
+            token=read_secret(self._config.token_file, "influxdb.token_file") or "",
             org=self._config.org or "", timeout=int(self._config.timeout * 1000),
             enable_gzip=use_gzip(self._config))
 
@@ -417,6 +419,8 @@ class InfluxSink:
                 if not left:
                     self._spool.remove(head.seq)
                     attempt = 0
+                    if not self._spool.batches and self._spool.maintain():
+                        log.info("InfluxDB spool drained and compacted")
                     continue
                 if len(left) != len(head.lines):
                     self._spool.replace(head.seq, [left], alarms=head.alarms)
@@ -553,13 +557,6 @@ class InfluxSink:
             except TimeoutError:
                 return
             self._wake.clear()
-
-
-def _read_secret(path: Path | None) -> str | None:
-    """A secret from a file (systemd credentials), without its trailing newline."""
-    if path is None:
-        return None
-    return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

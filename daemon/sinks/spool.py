@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from daemon.sqlitefile import open_db, vacuum_if_sparse
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,10 +71,7 @@ class Spool:
         self.close()
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = open_db(self.path)
         db.executescript(SCHEMA)
         self._db = db
         self._recount()
@@ -174,6 +173,10 @@ class Spool:
             db.execute("ROLLBACK")
             raise
         self._recount()
+
+    def maintain(self) -> bool:
+        """Give the space of a drained spool back to the disk; True if it did."""
+        return vacuum_if_sparse(self.db)
 
     def quarantine(self, lines: Sequence[str], reason: str) -> None:
         now = time.time()

@@ -3,6 +3,7 @@ what was delivered, across reopening (a restart)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from daemon.store import AlarmStore, alarm_from_json, alarm_to_json, read_alarms
@@ -63,3 +64,32 @@ def test_removed_sinks_are_dropped_on_open(tmp_path: Path) -> None:
         store.record([raised("fire", "panel", Severity.FIRE, 1.0)])
     with AlarmStore(path, sinks=["mqtt"]) as store:
         assert store.backlog() == {"mqtt": 1}
+
+
+def test_maintain_bounds_each_outbox_and_never_drops_fire(tmp_path: Path) -> None:
+    with AlarmStore(tmp_path / "a.db", sinks=["mqtt", "webhook:dead"]) as store:
+        store.record([raised("fire", "panel", Severity.FIRE, 0.0)])
+        store.record([raised("leakage", f"rcm-{i}", Severity.CRITICAL, float(i))
+                      for i in range(1, 51)])
+        assert store.maintain(max_outbox=20) == 2 * 31  # per sink: 51 - 20, never the fire
+        for sink in ("mqtt", "webhook:dead"):
+            ids = [i.event_id for i in store.pending(sink, limit=100)]
+            assert len(ids) == 20
+            assert ids[0] == "fire:panel:1#1"
+            assert ids[1:] == [f"leakage:rcm-{i}:1#1" for i in range(32, 51)]  # the newest
+
+
+def test_maintain_gives_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with AlarmStore(path, sinks=["mqtt"]) as store:
+        big = raised("leakage", "rcm-1", Severity.CRITICAL, 1.0)
+        store.record([replace(big, alarm=replace(big.alarm, alarm_id=f"x{i}", seq=i,
+                                                 message="x" * 2000))
+                      for i in range(6000)])
+        store.delivered("mqtt", [i.seq for i in store.pending("mqtt", limit=10_000)])
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = path.stat().st_size
+        store.maintain()
+        after = path.stat().st_size
+    assert before > 20 << 20
+    assert after < before // 2
