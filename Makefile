@@ -1,5 +1,5 @@
 # firewarden: `make demo` runs the simulated community end to end; `make test` is what CI runs.
-.PHONY: setup demo test lint typecheck unit check bench clean
+.PHONY: setup demo test lint typecheck unit check bench clean install
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -30,6 +30,12 @@ bench: setup
 
 check: setup
 	$(VENV)/bin/firewarden check -c examples/site-sample.toml
+
+# Install as a systemd service on this box (/opt/firewarden, /etc/firewarden, the unit), as root.
+# Options go in INSTALL_ARGS, e.g. make install INSTALL_ARGS=--now; see systemd/install.sh --help.
+install:
+	@if [ "$$(id -u)" -eq 0 ]; then systemd/install.sh $(INSTALL_ARGS); \
+	else sudo systemd/install.sh $(INSTALL_ARGS); fi
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache

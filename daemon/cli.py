@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from daemon import logs
 from daemon.config import ConfigError, LoadedConfig, load_config
-from daemon.plan import render_plan
+from daemon.plan import render_plan, secret_problems
 
 if TYPE_CHECKING:  # the scan's I/O stack loads only when scanning
     from daemon.scan import ScanResult
@@ -161,7 +161,10 @@ def _check(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     print(render_plan(loaded))
-    return 0
+    problems = secret_problems(loaded)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if problems else 0
 
 
 def _read(args: argparse.Namespace) -> int:

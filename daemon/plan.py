@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from daemon.app import device_rules
 from daemon.config import LoadedConfig
+from daemon.secrets import SecretError, UnsetVariable, read_secret, secret_paths
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 from rules.catalog import CATALOG
@@ -76,6 +77,7 @@ def render_plan(loaded: LoadedConfig) -> str:
         lines.append(f"    rules: {_rule_names(rules[panel.name].rules)} (fire lane: first "
                      f"out)")
     lines += _rule_parameters(loaded)
+    lines += _secrets(loaded)
     return "\n".join(lines)
 
 
@@ -110,3 +112,35 @@ def _show(value: object) -> str:
     if isinstance(value, tuple | list):
         return "[" + ",".join(_show(v) for v in value) + "]"
     return str(value)
+
+
+def _secrets(loaded: LoadedConfig) -> list[str]:
+    """Where each secret comes from and whether it can be read now (never its content)."""
+    found = secret_paths(loaded.config)
+    if not found:
+        return []
+    lines = ["secrets:"]
+    for what, path in found:
+        try:
+            read_secret(path, what)
+            state = "readable"
+        except UnsetVariable:
+            state = "a systemd credential: not checked here (CREDENTIALS_DIRECTORY unset)"
+        except SecretError as exc:
+            state = f"NOT READABLE: {exc}"
+        lines.append(f"  {what}: {path} ({state})")
+    return lines
+
+
+def secret_problems(loaded: LoadedConfig) -> list[str]:
+    """Secrets that can be checked here and are unreadable or empty (``check`` fails on them:
+    the daemon would refuse to start)."""
+    problems = []
+    for what, path in secret_paths(loaded.config):
+        try:
+            read_secret(path, what)
+        except UnsetVariable:
+            continue
+        except SecretError as exc:
+            problems.append(str(exc))
+    return problems

@@ -22,6 +22,10 @@ class SecretError(RuntimeError):
     """A secret cannot be read; the message says which and why (never its content)."""
 
 
+class UnsetVariable(SecretError):
+    """The path names an environment variable that is not set (e.g. outside systemd)."""
+
+
 def resolve(path: Path, what: str) -> Path:
     """``path`` with ``${VAR}`` references expanded; SecretError if one is not set."""
     text = str(path)
@@ -32,7 +36,7 @@ def resolve(path: Path, what: str) -> Path:
         if found is None:
             hint = (" (set by systemd for a unit with LoadCredential=; outside systemd give a "
                     "plain path)") if name == "CREDENTIALS_DIRECTORY" else ""
-            raise SecretError(f"{what}: {text} uses ${{{name}}}, which is not set{hint}")
+            raise UnsetVariable(f"{what}: {text} uses ${{{name}}}, which is not set{hint}")
         return found
 
     return Path(_VAR.sub(value, text))
@@ -44,9 +48,13 @@ def read_secret(path: Path | None, what: str) -> str | None:
         return None
     resolved = resolve(path, what)
     try:
-        return resolved.read_text(encoding="utf-8").rstrip("\r\n")
+        secret = resolved.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise SecretError(f"{what}: cannot read {resolved}: {exc.strerror or exc}") from None
+    if not secret:
+        # an installer placeholder nobody filled: an empty password would fail obscurely later
+        raise SecretError(f"{what}: {resolved} is empty")
+    return secret
 
 
 def secret_paths(config: Config) -> list[tuple[str, Path]]:

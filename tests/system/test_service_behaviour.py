@@ -133,3 +133,28 @@ async def test_sighup_reloads_a_good_config_and_refuses_a_broken_one(
         code = await asyncio.to_thread(proc.wait, 20)
     assert code == 0, log.read_text(encoding="utf-8")
     assert "Traceback" not in log.read_text(encoding="utf-8")
+
+
+def test_check_reports_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`check` says where each secret comes from; an empty or missing one it can check is an
+    error (the daemon would not start); a systemd credential outside systemd is only noted."""
+    from daemon.cli import main
+
+    conf = _config(tmp_path, free_port(), free_port())
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["check", "-c", str(conf)]) == 0
+    assert "mqtt.password_file: ${CREDENTIALS_DIRECTORY}/mqtt-password (a systemd credential: "\
+           "not checked here" in capsys.readouterr().out
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("\n", encoding="utf-8")  # an unfilled placeholder
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert main(["check", "-c", str(conf)]) == 2
+    assert f"error: mqtt.password_file: {creds / 'mqtt-password'} is empty" in \
+        capsys.readouterr().err
+    (creds / "mqtt-password").write_text(SECRET, encoding="utf-8")
+    assert main(["check", "-c", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "(readable)" in out
+    assert SECRET not in out
