@@ -299,6 +299,7 @@ class SelfMetrics:
             "spool_bytes": float(influx.spool_bytes),
             "spool_points": float(influx.spool_points),
             "spool_dropped": float(influx.spool_dropped),
+            "influx_lost": float(influx.lost),
             "write_latency_ms": round(influx.write_latency_ms, 3),
             "poll_lag_ms": round(max((p.take_lag_ms() for p in self.pollers), default=0.0), 3),
             "mqtt_queued": float(self.mqtt.stats.queued),

@@ -13,6 +13,7 @@ Outbox order: by priority (fire first), then insertion; an alarm's events never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -47,6 +48,7 @@ CREATE INDEX IF NOT EXISTS outbox_order ON outbox (sink, priority, seq);
 
 
 MAX_OUTBOX = 100_000  # events per sink
+_Row = tuple[str, int, str, str, float]  # sink, priority, event_id, payload, created
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,10 @@ class AlarmStore:
         self.path = path
         self.sinks = tuple(sinks)
         self._db: sqlite3.Connection | None = None
+        # events and alarm states the disk refused (full): still delivered, stored later
+        self._overflow: list[tuple[int, _Row]] = []
+        self._overflow_alarms: dict[str, Alarm] = {}
+        self._overflow_seq = 0
 
     def __enter__(self) -> Self:
         self.open()
@@ -117,18 +123,31 @@ class AlarmStore:
     # -- writing ------------------------------------------------------------------------------
 
     def record(self, events: Iterable[AlarmEvent]) -> None:
-        """Persist a batch of events: the alarms' new states and an outbox row per sink."""
+        """Persist a batch of events: the alarms' new states and an outbox row per sink.
+
+        If the disk refuses (full, read-only, I/O error), the batch is kept in memory and
+        still handed to the notifiers (``pending``): an alarm is delivered even when it cannot
+        be made durable; the store retries writing it with every later batch.
+        """
         events = list(events)
         if not events:
             return
         now = time.time()
         latest: dict[str, Alarm] = {}
-        rows: list[tuple[str, int, str, str, float]] = []
+        rows: list[_Row] = []
         for event in events:
             latest[event.alarm.alarm_id] = event.alarm
             payload = json.dumps(event.as_dict(), ensure_ascii=False, default=str)
             priority = 0 if event.alarm.severity is Severity.FIRE else 1
             rows += [(sink, priority, event.event_id, payload, now) for sink in self.sinks]
+        if self._overflow:
+            self._flush_overflow()
+        try:
+            self._write(latest.values(), rows)
+        except sqlite3.Error as exc:
+            self._keep_in_memory(latest.values(), rows, exc)
+
+    def _write(self, alarms: Iterable[Alarm], rows: Sequence[_Row]) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -136,36 +155,84 @@ class AlarmStore:
                 "INSERT INTO alarms (alarm_id, data, changed) VALUES (?, ?, ?) "
                 "ON CONFLICT (alarm_id) DO UPDATE SET data = excluded.data, "
                 "changed = excluded.changed",
-                [(a.alarm_id, alarm_to_json(a), a.changed_at) for a in latest.values()])
+                [(a.alarm_id, alarm_to_json(a), a.changed_at) for a in alarms])
             db.executemany("INSERT OR IGNORE INTO outbox (sink, priority, event_id, payload, "
                            "created) VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
 
+    def _keep_in_memory(self, alarms: Iterable[Alarm], rows: Sequence[_Row],
+                        exc: sqlite3.Error) -> None:
+        if not self._overflow and not self._overflow_alarms:
+            log.error("alarm store %s: cannot write (%s): disk full? Alarm events are kept in "
+                      "memory and still sent; they would be lost on a restart until the disk "
+                      "has room again", self.path, exc)
+        for alarm in alarms:
+            self._overflow_alarms[alarm.alarm_id] = alarm
+        for row in rows:
+            self._overflow_seq -= 1  # negative: never a database seq
+            self._overflow.append((self._overflow_seq, row))
+
+    def _flush_overflow(self) -> None:
+        """Write what the disk refused earlier, if it takes it now."""
+        try:
+            self._write(self._overflow_alarms.values(), [row for _, row in self._overflow])
+        except sqlite3.Error:
+            return
+        log.info("alarm store %s: writable again; %d events kept in memory are now stored",
+                 self.path, len(self._overflow))
+        self._overflow.clear()
+        self._overflow_alarms.clear()
+
     def delivered(self, sink: str, seqs: Sequence[int]) -> None:
-        if seqs:
-            self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?",
-                                [(sink, s) for s in seqs])
+        if not seqs:
+            return
+        gone = {s for s in seqs if s < 0}
+        if gone:
+            self._overflow = [(seq, row) for seq, row in self._overflow
+                              if not (seq in gone and row[0] == sink)]
+        stored = [(sink, s) for s in seqs if s >= 0]
+        if stored:
+            # if the disk refuses, the rows stay queued: sent again later, which QoS 1
+            # allows anyway (receivers de-duplicate on event ids)
+            with contextlib.suppress(sqlite3.Error):
+                self.db.executemany("DELETE FROM outbox WHERE sink = ? AND seq = ?", stored)
 
     # -- reading ------------------------------------------------------------------------------
 
     def pending(self, sink: str, limit: int = 100) -> list[OutboxItem]:
-        rows = self.db.execute(
-            "SELECT seq, event_id, payload FROM outbox WHERE sink = ? "
-            "ORDER BY priority, seq LIMIT ?", (sink, limit)).fetchall()
-        return [OutboxItem(seq, event_id, json.loads(payload)) for seq, event_id, payload in rows]
+        try:
+            rows = self.db.execute(
+                "SELECT seq, priority, event_id, payload FROM outbox WHERE sink = ? "
+                "ORDER BY priority, seq LIMIT ?", (sink, limit)).fetchall()
+        except sqlite3.Error:
+            rows = []
+        items = [(priority, 0, seq, event_id, payload)
+                 for seq, priority, event_id, payload in rows]
+        items += [(row[1], 1, seq, row[2], row[3]) for seq, row in self._overflow
+                  if row[0] == sink]
+        items.sort(key=lambda i: (i[0], i[1], abs(i[2])))  # fire first, stored before memory
+        return [OutboxItem(seq, event_id, json.loads(payload))
+                for _, _, seq, event_id, payload in items[:limit]]
 
     def backlog(self) -> dict[str, int]:
-        """Events waiting per sink (self-monitoring)."""
-        return dict(self.db.execute("SELECT sink, COUNT(*) FROM outbox GROUP BY sink"))
+        """Events waiting per sink (self-monitoring), including any held in memory."""
+        counts: dict[str, int] = dict(
+            self.db.execute("SELECT sink, COUNT(*) FROM outbox GROUP BY sink"))
+        for _, row in self._overflow:
+            counts[row[0]] = counts.get(row[0], 0) + 1
+        return counts
 
     def maintain(self, *, max_outbox: int = MAX_OUTBOX) -> int:
         """Keep the file within its limits: each sink's outbox at most ``max_outbox`` events
         (the oldest non-fire events go first: a webhook dead for months must not fill the
         disk; fire events are never dropped), then give freed space back. Returns how many
         events were dropped."""
+        if self._overflow:
+            self._flush_overflow()
         dropped = 0
         for sink, count in self.backlog().items():
             excess = count - max_outbox

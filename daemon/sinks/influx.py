@@ -25,6 +25,7 @@ import asyncio
 import ipaddress
 import logging
 import random
+import sqlite3
 import time
 import zlib
 from collections import deque
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 _GZIP_MIN_BYTES = 64 * 1024  # below this, compressing costs more loop time than it saves
 _RETRY_STATUS = frozenset({401, 403, 404, 408, 429})  # fixable by the server side; keep
 _MEMORY_SPOOL = Path(":memory:")
+STRANDED_MAX = 200_000  # reading points kept in memory while the spool's disk refuses writes
+SPOOL_RETRY = 30.0  # s between attempts to use a spool that failed
 
 
 class Outcome(Enum):
@@ -225,6 +228,8 @@ class InfluxStats:
     spool_bytes: int
     spool_dropped: int  # reading points dropped to keep the spool under spool_max_mb
     write_latency_ms: float  # the last successful write's round trip
+    lost: int = 0  # reading points dropped because the spool's disk refused them too
+    spool_failing: bool = False
 
     @property
     def rejected(self) -> int:  # the name before quarantining existed
@@ -251,6 +256,10 @@ class InfluxSink:
         self._spool = Spool(spool or _MEMORY_SPOOL, max_bytes=config.spool_max_mb << 20)
         self._readings: deque[str] = deque()
         self._alarms: deque[str] = deque()  # kept apart: the spool never drops them
+        self._stranded: deque[tuple[list[str], bool]] = deque()  # the spool refused them
+        self._stranded_points = 0
+        self._spool_error_at: float | None = None  # monotonic time the spool last failed
+        self._lost = 0  # readings dropped because neither the disk nor memory could hold them
         self._inflight: tuple[list[str], bool] | None = None  # from memory, being written
         self._oldest: float = 0.0  # monotonic time the oldest buffered line arrived
         self._prefixes: dict[tuple[str, Quantity, str | None], str] = {}
@@ -351,6 +360,7 @@ class InfluxSink:
     @property
     def stats(self) -> InfluxStats:
         inflight = len(self._inflight[0]) if self._inflight else 0
+        inflight += self._stranded_points
         spool = self._spool
         return InfluxStats(
             pending=len(self._readings) + len(self._alarms) + inflight,
@@ -358,7 +368,8 @@ class InfluxSink:
             quarantined=spool.quarantined,
             dropped_bad_quality=self._dropped_bad, unformattable=self._unformattable,
             spool_points=spool.points, spool_bytes=spool.bytes, spool_dropped=spool.dropped,
-            write_latency_ms=self._latency_ms)
+            write_latency_ms=self._latency_ms, lost=self._lost,
+            spool_failing=self._spool_error_at is not None)
 
     async def drain(self) -> None:
         """Write everything queued and spooled now, ignoring the age rule; returns once
@@ -393,6 +404,9 @@ class InfluxSink:
         finally:
             await self._writer.close()
             self._spill(final=True)
+            if self._stranded_points:
+                log.error("InfluxDB sink closed with %d points neither written nor spooled "
+                          "(the spool's disk refused them): lost", self._stranded_points)
             if self._spool.points and self._spool.path != _MEMORY_SPOOL:
                 log.warning("InfluxDB sink closed with %d points in the spool %s: they are "
                             "written after the restart", self._spool.points, self._spool.path)
@@ -409,22 +423,46 @@ class InfluxSink:
             await self._writer.create_database()
         attempt = 0
         while True:
-            if self._spool.batches:
+            if self._spool_usable() and self._spool.batches:
                 # Replay (or retry) the oldest spooled batch before anything newer.
                 if len(self._readings) >= self._config.batch_size or self._closing:
                     self._spill()
-                head = self._spool.oldest()
+                try:
+                    head = self._spool.oldest()
+                except sqlite3.Error as exc:
+                    self._spool_failed(exc)
+                    continue
                 assert head is not None
                 left = await self._deliver(head.lines)
-                if not left:
-                    self._spool.remove(head.seq)
-                    attempt = 0
-                    if not self._spool.batches and self._spool.maintain():
-                        log.info("InfluxDB spool drained and compacted")
+                try:
+                    if not left:
+                        self._spool.remove(head.seq)
+                        attempt = 0
+                        if not self._spool.batches and self._spool.maintain():
+                            log.info("InfluxDB spool drained and compacted")
+                        continue
+                    if len(left) != len(head.lines):
+                        self._spool.replace(head.seq, [left], alarms=head.alarms)
+                except sqlite3.Error as exc:
+                    self._spool_failed(exc)  # a replay later re-writes it: harmless
                     continue
-                if len(left) != len(head.lines):
-                    self._spool.replace(head.seq, [left], alarms=head.alarms)
                 self._spill()  # the server is away: what waits in memory goes to disk too
+            elif self._stranded:
+                # Batches the spool could not take (disk full), kept in memory.
+                lines, alarms = self._stranded[0]
+                left = await self._deliver(lines)
+                if not left:
+                    self._stranded.popleft()
+                    self._stranded_points -= len(lines)
+                    attempt = 0
+                    continue
+                self._stranded[0] = (left, alarms)
+                self._stranded_points -= len(lines) - len(left)
+                if self._spool_usable():  # the disk may have room again
+                    stranded, self._stranded, self._stranded_points = self._stranded, deque(), 0
+                    for lines, alarms in stranded:
+                        self._to_disk(lines, alarms)
+                self._spill()
             else:
                 if not (self._readings or self._alarms):
                     self._flush_now = False
@@ -443,7 +481,7 @@ class InfluxSink:
                     attempt = 0
                     continue
                 # Not taken in time: to disk, in order, with everything queued behind it.
-                self._spool.put(left, alarms=alarms)
+                self._to_disk(left, alarms)
                 self._spill()
             if self._closing:
                 return  # __aexit__ spills the rest
@@ -471,12 +509,22 @@ class InfluxSink:
         alarms; order within each kind kept)."""
         if final and self._inflight is not None:
             lines, alarms = self._inflight  # may have been written: a replay is harmless
-            self._spool.put(lines, alarms=alarms)
+            self._to_disk(lines, alarms)
             self._inflight = None
         for queue, alarms in ((self._alarms, True), (self._readings, False)):
             while queue:
                 n = min(len(queue), self._config.batch_size)
-                dropped = self._spool.put([queue.popleft() for _ in range(n)], alarms=alarms)
+                self._to_disk([queue.popleft() for _ in range(n)], alarms)
+
+    def _to_disk(self, lines: list[str], alarms: bool) -> None:
+        """One batch into the spool; if the disk refuses (full, read-only), into memory."""
+        if self._spool_usable():
+            try:
+                dropped = self._spool.put(lines, alarms=alarms)
+            except sqlite3.Error as exc:
+                self._spool_failed(exc)
+            else:
+                self._spool_error_at = None
                 if dropped:
                     # once at ERROR, then DEBUG: the count is in the self-metrics
                     level = logging.DEBUG if self._dropping else logging.ERROR
@@ -484,6 +532,34 @@ class InfluxSink:
                     log.log(level, "InfluxDB spool over %d MB: dropped the %d oldest reading "
                             "points (%d so far; alarms are never dropped)",
                             self._config.spool_max_mb, dropped, self._spool.dropped)
+                return
+        self._stranded.append((lines, alarms))
+        self._stranded_points += len(lines)
+        readings = sum(len(b) for b, a in self._stranded if not a)  # alarms do not count
+        while readings > STRANDED_MAX:
+            oldest = next(i for i, (_, a) in enumerate(self._stranded) if not a)
+            gone, _ = self._stranded[oldest]
+            excess = readings - STRANDED_MAX
+            if excess < len(gone):  # trim the batch's oldest lines only
+                self._stranded[oldest] = (gone[excess:], False)
+                gone = gone[:excess]
+            else:
+                del self._stranded[oldest]
+            self._stranded_points -= len(gone)
+            readings -= len(gone)
+            self._lost += len(gone)
+
+    def _spool_usable(self) -> bool:
+        return (self._spool_error_at is None
+                or time.monotonic() - self._spool_error_at >= SPOOL_RETRY)
+
+    def _spool_failed(self, exc: sqlite3.Error) -> None:
+        if self._spool_error_at is None:
+            log.error("InfluxDB spool %s: cannot write (%s): disk full? Unwritten points are "
+                      "kept in memory (up to %d readings, then the oldest are lost; alarms are "
+                      "kept) and the spool is retried every %.0f s", self._spool.path, exc,
+                      STRANDED_MAX, SPOOL_RETRY)
+        self._spool_error_at = time.monotonic()
 
     async def _deliver(self, lines: list[str]) -> list[str]:
         """Write ``lines``; return those still to be written (empty: done). Refused lines are

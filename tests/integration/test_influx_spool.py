@@ -138,3 +138,37 @@ async def test_spool_survives_a_restart(tmp_path: Path) -> None:
                 await again.drain()
         assert count(server, "restart") == 500
         assert count(server, "restart", "alarms", "value") == 1
+
+
+async def test_a_spool_whose_disk_refuses_writes_keeps_points_in_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server down and the spool's disk refusing writes (``query_only``): the sink keeps going,
+    holds points in memory up to its cap (the oldest readings beyond it are lost and counted,
+    alarms kept), and writes everything it kept once the server is back."""
+    import daemon.sinks.influx as influx_module
+
+    monkeypatch.setattr(influx_module, "STRANDED_MAX", 2000)
+    monkeypatch.setattr(influx_module, "SPOOL_RETRY", 0.2)
+    server = InfluxDB(workdir=tmp_path / "influxd")
+    config = InfluxConfig(url=server.url, database="full", flush_interval=0.1, batch_size=500,
+                          timeout=1.0)
+    async with InfluxSink(config=config, site="s", device_tags={}, spool=tmp_path / "sp.db",
+                          retry_initial=0.05, retry_max=0.2) as sink:
+        sink._spool.db.execute("PRAGMA query_only=ON")  # the disk refuses every write
+        for i in range(3000):
+            sink.add(reading(i))
+        sink.add_alarm(alarm_event(1))
+        await eventually(lambda: sink.stats.spool_failing and sink.stats.lost == 1000,
+                         within=15, what="1000 readings over the memory cap lost")
+        assert sink.stats.pending == 2001  # 2000 readings + 1 alarm held in memory
+        await asyncio.to_thread(server.start)
+        try:
+            async with asyncio.timeout(30):
+                await sink.drain()
+            assert sink.stats.pending == 0
+            assert count(server, "full") == 2000
+            assert count(server, "full", "alarms", "value") == 1
+            newest = server.query("full", "SELECT last(current_a) FROM power")
+            assert newest[0]["time"] == int(timestamp_ns(reading(2999).ts))  # oldest went
+        finally:
+            await asyncio.to_thread(server.stop)

@@ -93,3 +93,28 @@ def test_maintain_gives_space_back(tmp_path: Path) -> None:
         after = path.stat().st_size
     assert before > 20 << 20
     assert after < before // 2
+
+
+def test_a_full_disk_keeps_events_in_memory_and_still_delivers(tmp_path: Path) -> None:
+    """A disk that refuses writes (full; here ``query_only``, so that even the free space in
+    existing pages is refused) must not lose or block an alarm: the events are handed to the
+    notifiers from memory, and stored once the disk takes writes again. (The fault suite
+    fills a real file-size limit with the daemon as a process.)"""
+    path = tmp_path / "a.db"
+    with AlarmStore(path, sinks=["mqtt"]) as store:
+        store.db.execute("PRAGMA query_only=ON")  # every write now fails
+        fire = raised("fire", "panel", Severity.FIRE, 1.0)
+        store.record([raised("leakage", "rcm-1", Severity.CRITICAL, 0.5), fire])
+        items = store.pending("mqtt")
+        assert [i.event_id for i in items] == ["fire:panel:1#1", "leakage:rcm-1:1#1"]
+        assert all(i.seq < 0 for i in items)
+        assert store.backlog() == {"mqtt": 2}
+        store.delivered("mqtt", [items[0].seq])  # the fire went out
+        assert [i.event_id for i in store.pending("mqtt")] == ["leakage:rcm-1:1#1"]
+        store.db.execute("PRAGMA query_only=OFF")  # room again
+        store.record([raised("overcurrent", "m1", Severity.CRITICAL, 2.0)])
+        assert [i.event_id for i in store.pending("mqtt")] == [
+            "leakage:rcm-1:1#1", "overcurrent:m1:1#1"]
+        assert all(i.seq > 0 for i in store.pending("mqtt"))
+    assert {a.alarm_id for a in read_alarms(path)} == {"fire:panel:1", "leakage:rcm-1:1",
+                                                      "overcurrent:m1:1"}
