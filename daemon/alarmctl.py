@@ -102,8 +102,12 @@ async def _command(loaded: LoadedConfig, verb: str,
     mqtt = config.mqtt
     base = f"{mqtt.topic_prefix}/{config.site.id}"
     password = read_secret(mqtt.password_file, "mqtt.password_file")
+    # as the daemon's own client (daemon/notify/mqtt.py): TLS verifying tls_ca when set
+    tls = (aiomqtt.TLSParameters(ca_certs=str(mqtt.tls_ca))
+           if mqtt.tls_ca is not None else None)
     async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username,
-                              password=password, timeout=ANSWER_TIMEOUT) as client:
+                              password=password, tls_params=tls,
+                              timeout=ANSWER_TIMEOUT) as client:
         await client.subscribe(f"{base}/cmd/result", qos=1)
         await client.publish(f"{base}/cmd/{verb}", json.dumps(body).encode(), qos=1)
         deadline = time.monotonic() + ANSWER_TIMEOUT

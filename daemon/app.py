@@ -56,6 +56,7 @@ log = logging.getLogger("firewarden")
 STATUS_INTERVAL = 10.0
 MAINTENANCE_INTERVAL = 3600.0  # s between alarm store trims and compactions
 TICK_INTERVAL = 1.0  # s between rule and alarm timer ticks
+CLOCK_JUMP = 2.0  # s of wall-clock drift against the monotonic clock in one tick: a step
 BULK_SLICE = 64  # bulk readings handled between yields to the loop (~1 ms of work)
 FIRE_LANE = frozenset(fire.FLAG_RULES)
 
@@ -187,8 +188,9 @@ class Pipeline:
     """
 
     def __init__(self, *, desk: AlarmDesk, influx: InfluxSink, queue_size: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, clock_rate: float = 1.0) -> None:
         self._desk = desk
+        self._clock_rate = clock_rate  # simulated seconds per real second
         self._engine = desk.engine
         self._clock = clock
         self._influx = influx
@@ -209,6 +211,18 @@ class Pipeline:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.error("reading queue full: %d readings refused so far", self.refused)
+
+    def submit_now(self, reading: Reading) -> None:
+        """For receive callbacks that acknowledge what they got (a fire panel's ACK): a fire
+        or detector flag is handled before this returns (rules run, the alarm is in the
+        store and the notifiers are woken), so an ACKed fire is never only in a queue."""
+        if reading.quantity not in FIRE_LANE:
+            self.submit(reading)
+            return
+        try:
+            self._handle(reading)
+        except Exception:  # a bug in one reading's path must not break the receiver
+            log.exception("failed to process %s", reading)
 
     @property
     def depth(self) -> int:
@@ -263,11 +277,22 @@ class Pipeline:
             self._influx.add(derived)
 
     async def _tick(self) -> None:
-        """Time alone moves alarms too: delays, shelving, re-alarm, silent devices, dusk."""
+        """Time alone moves alarms too: delays, shelving, re-alarm, silent devices, dusk.
+        Also watches the wall clock against the monotonic one: a step (NTP, a person) must not
+        raise, clear or delay an alarm by itself."""
+        loop = asyncio.get_running_loop()
+        last_wall, last_mono = self._clock(), loop.time()
         while True:
             await asyncio.sleep(TICK_INTERVAL)
+            wall, mono = self._clock(), loop.time()
+            jump = (wall - last_wall) - (mono - last_mono) * self._clock_rate
+            last_wall, last_mono = wall, mono
+            if abs(jump) > max(CLOCK_JUMP, TICK_INTERVAL * self._clock_rate):
+                log.warning("wall clock jumped by %+.1f s; rule timers restart, alarm timers "
+                            "keep their remaining time", jump)
+                self._engine.clock_jumped(jump)
             try:
-                self._desk.publish(self._engine.tick(self._clock()))
+                self._desk.publish(self._engine.tick(wall))
                 for derived in self._engine.take_derived():
                     self._influx.add(derived)
             except Exception:
@@ -318,10 +343,11 @@ class Supervisor:
     """Runs a config until ``stop`` is set; ``reload`` (SIGHUP) swaps in the config file's
     current contents if they are valid, and keeps the running config if not."""
 
-    def __init__(self, *, loaded: LoadedConfig,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, loaded: LoadedConfig, clock: Callable[[], float] = time.time,
+                 clock_rate: float = 1.0) -> None:
         self._loaded = loaded
         self._clock = clock
+        self._clock_rate = clock_rate
         self.reloads = 0  # accepted reloads (tests and STATUS=)
 
     async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -361,10 +387,10 @@ class Supervisor:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
-                clock=self._clock))
+                clock=self._clock, clock_rate=self._clock_rate))
             pollers: list[BusPoller] = []
             await stack.enter_async_context(FirePanels(
-                panels=config.fire_panels, emit=pipeline.submit, clock=self._clock))
+                panels=config.fire_panels, emit=pipeline.submit_now, clock=self._clock))
             for bus in config.buses:
                 devices = [PolledDevice(config=d, profile=self._loaded.profiles[d.name])
                            for d in config.devices if d.bus == bus.name and d.enabled]
@@ -473,7 +499,8 @@ def simulated_clock(start: float, rate: float, *, at: float | None = None) -> Ca
     return lambda: start + (time.time() - t0) * rate
 
 
-def run(loaded: LoadedConfig, clock: Callable[[], float] = time.time) -> int:
+def run(loaded: LoadedConfig, clock: Callable[[], float] = time.time,
+        clock_rate: float = 1.0) -> int:
     """Run the daemon in the foreground; SIGTERM/SIGINT stop it cleanly with exit code 0,
     SIGHUP reloads the config. A secret that cannot be read at start exits 2 with the reason.
     """
@@ -484,7 +511,7 @@ def run(loaded: LoadedConfig, clock: Callable[[], float] = time.time) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
-        await Supervisor(loaded=loaded, clock=clock).run(stop, reload)
+        await Supervisor(loaded=loaded, clock=clock, clock_rate=clock_rate).run(stop, reload)
 
     if problems := check_secrets(loaded.config):
         for line in problems:

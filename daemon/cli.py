@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         start, rate, at = args.simulated_clock
         logging.getLogger("firewarden").warning(
             "simulated clock: reads %.0f at %.3f, runs %gx real time", start, at, rate)
-        return run(loaded, simulated_clock(start, rate, at=at))
+        return run(loaded, simulated_clock(start, rate, at=at), clock_rate=rate)
     return run(loaded)
 
 

@@ -1,8 +1,9 @@
 """Fire panels in the daemon: GB/T 26875.3 links feeding the pipeline's fire-first lane.
 
 Each enabled ``[[fire_panel]]`` is a ``FirePanelLink``; every delivered frame becomes Readings
-(``drivers.gb26875.mapping``) at once, inside the link's receive callback, so a fire flag is
-queued in the same event-loop step that ACKs its frame. The panel's link health (online,
+(``drivers.gb26875.mapping``) at once, inside the link's receive callback, which the link runs
+before it ACKs the frame; the daemon's ``emit`` handles fire flags synchronously there, so an
+ACKed fire is already a stored alarm. The panel's link health (online,
 errors) is sampled every ``HEALTH_INTERVAL`` like a polled device's.
 """
 

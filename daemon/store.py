@@ -160,8 +160,9 @@ class AlarmStore:
                            "created) VALUES (?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
 
     def _keep_in_memory(self, alarms: Iterable[Alarm], rows: Sequence[_Row],

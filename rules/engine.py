@@ -132,6 +132,23 @@ class RuleEngine:
         events += self._update_flood(now)
         return events
 
+    def clock_jumped(self, delta: float) -> None:
+        """The wall clock stepped by ``delta`` seconds (NTP correcting a bad RTC, someone
+        setting the time). Rule timers restart from the next readings (rules give their first
+        verdicts again, so nothing raises or clears from the jump alone); alarm timers (on/off
+        delays, re-alarm, shelving, chattering, floods) keep the time they had left."""
+        self._states.clear()
+
+        def shift(t: float | None) -> float | None:
+            return None if t is None else t + delta
+
+        for alarm_id, a in self.alarms.items():
+            self.alarms[alarm_id] = replace(
+                a, pending_since=shift(a.pending_since), annunciated_at=shift(a.annunciated_at),
+                shelved_until=shift(a.shelved_until),
+                recent_activations=tuple(t + delta for t in a.recent_activations))
+        self._raises = deque(t + delta for t in self._raises)
+
     # -- queries ------------------------------------------------------------------------------
 
     @property

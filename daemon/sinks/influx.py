@@ -22,6 +22,7 @@ async API (2.x, 3.x, 1.8+ and VictoriaMetrics), with org, bucket and a token fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
@@ -425,8 +426,10 @@ class InfluxSink:
         while True:
             if self._spool_usable() and self._spool.batches:
                 # Replay (or retry) the oldest spooled batch before anything newer.
-                if len(self._readings) >= self._config.batch_size or self._closing:
-                    self._spill()
+                if (self._closing or len(self._readings) >= self._config.batch_size
+                        or ((self._readings or self._alarms) and time.monotonic()
+                            - self._oldest >= self._config.flush_interval)):
+                    self._spill()  # during a replay, new points wait on disk, not in memory
                 try:
                     head = self._spool.oldest()
                 except sqlite3.Error as exc:
@@ -624,15 +627,17 @@ class InfluxSink:
                 return
 
     async def _sleep(self, delay: float) -> None:
-        """Back off, but not past a shutdown."""
+        """Back off, but not past a shutdown; meanwhile what arrives goes to the spool every
+        ``flush_interval``, so accepted points never wait in memory for the next attempt."""
         self._wake.clear()
         deadline = time.monotonic() + delay
         while not self._closing and (remaining := deadline - time.monotonic()) > 0:
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       min(remaining, self._config.flush_interval))
             self._wake.clear()
+            if self._readings or self._alarms:
+                self._spill()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -123,7 +123,8 @@ class Spool:
             db.execute("COMMIT")
             self.dropped += dropped
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                db.execute("ROLLBACK")
             raise
         self._recount()
         return dropped
@@ -170,7 +171,8 @@ class Spool:
                            (first + i, int(alarms), len(lines), len(body), body, time.time()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                db.execute("ROLLBACK")
             raise
         self._recount()
 

@@ -457,28 +457,35 @@ class FirePanelLink:
         if not s.online:
             self._check_online(now)
         h = frame.header
-        if h.command == Command.SEND_DATA:
-            self._reply(conn, ack_for(frame, now=self._reply_label()))
-            s.acks += 1
-            if not frame.raw_adu:
-                s.heartbeats += 1
-                return
-        elif h.command in _NO_REPLY_COMMANDS or not frame.raw_adu:
+        wants_ack = h.command == Command.SEND_DATA
+        if wants_ack and not frame.raw_adu:
+            self._ack(conn, frame)
+            s.heartbeats += 1
+            return
+        if not wants_ack and (h.command in _NO_REPLY_COMMANDS or not frame.raw_adu):
             return  # confirm/deny from the UITD, empty frames: liveness only
         if self._resends.seen(h.source, h.serial, hash(frame.raw_adu), now):
             s.duplicates += 1
             log.debug("fire panel %s: resend of serial %d from %d not delivered again",
                       self.name, h.serial, h.source)
-            return
-        s.delivered += 1
-        try:
-            self._on_frame(frame)
-        except Exception:
-            s.callback_errors += 1
-            s.errors += 1
-            level = logging.ERROR if s.callback_errors == 1 else logging.DEBUG
-            log.log(level, "fire panel %s: on_frame failed (serial %d)", self.name, h.serial,
-                    exc_info=True)
+        else:
+            s.delivered += 1
+            try:
+                # Synchronously, before the ACK: what the callback accepts (the daemon stores
+                # a fire alarm in it) is durable by the time the panel hears "received".
+                self._on_frame(frame)
+            except Exception:
+                s.callback_errors += 1
+                s.errors += 1
+                level = logging.ERROR if s.callback_errors == 1 else logging.DEBUG
+                log.log(level, "fire panel %s: on_frame failed (serial %d)", self.name,
+                        h.serial, exc_info=True)
+        if wants_ack:  # a resend is ACKed again: our first ACK was evidently lost
+            self._ack(conn, frame)
+
+    def _ack(self, conn: _Connection, frame: Frame) -> None:
+        self._reply(conn, ack_for(frame, now=self._reply_label()))
+        self.state.acks += 1
 
     def _rejected(self, conn: _Connection, error: FrameError) -> None:
         self._count_error(conn, error)

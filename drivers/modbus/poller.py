@@ -306,6 +306,9 @@ class BusPoller:
                 self._transport, self._lock, job.requests, unit=config.unit,
                 busy_retries=self._bus.retries, pause=_pause(self._bus, state.device.profile))
         except ModbusError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc  # shutting down, not a device failure
             # timeouts and garbled frames are the device's: the port stays open for the others
             if isinstance(exc, ModbusLinkError) or (
                     state.device.profile.workarounds.close_on_error):

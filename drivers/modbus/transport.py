@@ -17,6 +17,7 @@ exact. ``make_transport`` is the only place that knows which classes exist.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
@@ -178,6 +179,7 @@ class ModbusTcpTransport:
             ok = await client.connect()
         except (TimeoutError, OSError, ModbusException) as exc:
             client.close()
+            _reraise_cancellation()
             raise ModbusLinkError(f"cannot connect to {self.endpoint}: {exc}") from exc
         if not ok or not client.connected:
             client.close()
@@ -203,6 +205,7 @@ class ModbusTcpTransport:
         try:
             response: Any = await method(address, count=count, device_id=unit)
         except (TimeoutError, OSError, ModbusException) as exc:
+            _reraise_cancellation()
             raise ModbusLinkError(f"{self.endpoint} unit {unit}: {exc}") from exc
         if isinstance(response, ExceptionResponse):
             raise ModbusDeviceError(int(response.exception_code))
@@ -255,3 +258,11 @@ def make_transport(bus: BusSettings) -> ModbusTransport:
                                   timeout=bus.timeout, pause=bus.pause)
     raise UnsupportedBusError(f"bus {bus.name}: type {bus.type!r} is not supported")
 
+
+def _reraise_cancellation() -> None:
+    """pymodbus turns our task's cancellation into ModbusIOException ("Request cancelled
+    outside pymodbus"); swallowed as a link error, it would keep a poller alive through a
+    shutdown or reload. If we are being cancelled, say so."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -254,3 +254,26 @@ def test_engine_restored_alarms_keep_their_state() -> None:
     assert latched.kind is K.LATCHED
     assert latched.event_id == f"fire:d:1#{saved[0].seq + 1}"
     assert replace(saved[0]).seq == 1
+
+
+def test_clock_jump_neither_raises_nor_delays() -> None:
+    """A +2 h step during an on-delay completes nothing by itself, and the remaining delay
+    still runs; rule timers restart (first verdicts again)."""
+    from rules.overload import OvercurrentParams
+    from rules.policy import Policies
+
+    engine = RuleEngine(devices={"m": DeviceRules(rules=(Flags(), OvercurrentParams(
+        rated_current=63, on_delay=3)))},
+        policies=Policies(rules={"detector-fault": {"on_delay": 10.0}}))
+    amps = [Reading(ts=t, device="m", quantity=Quantity.CURRENT, value=80.0, channel="L1")
+            for t in (0.0, 1.0)]
+    assert [e for r in amps for e in engine.evaluate(r)] == []
+    engine.evaluate(Reading(ts=1.0, device="m", quantity=Quantity.SMOKE_FAULT, value=1.0))
+    engine.clock_jumped(7200.0)
+    assert engine.tick(7201.0) == []  # the jump alone raises nothing
+    later = [Reading(ts=t, device="m", quantity=Quantity.CURRENT, value=80.0, channel="L1")
+             for t in (7202.0, 7204.0, 7205.0)]
+    raised = [(e.ts, e.alarm.rule) for r in later for e in engine.evaluate(r)]
+    assert raised == [(7205.0, "overcurrent")]  # the on-delay restarted at the jump
+    assert engine.tick(7210.0) == []  # the alarm's own on-delay kept its remaining 10 s:
+    assert [(e.ts, e.alarm.rule) for e in engine.tick(7211.0)] == [(7211.0, "detector-fault")]
