@@ -23,7 +23,7 @@ import aiomqtt
 
 from daemon.commands import VERBS
 from daemon.config import LoadedConfig
-from daemon.secrets import read_secret
+from daemon.secrets import SecretError, read_secret
 from daemon.store import read_alarms
 from rules.model import Alarm, AlarmState
 
@@ -54,6 +54,9 @@ def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         body["minutes"] = args.minutes
     try:
         answer = asyncio.run(_command(loaded, args.action, body))
+    except SecretError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
         print(f"error: the daemon did not answer over MQTT ({_describe(exc)}); nothing was "
               f"changed. Is it running? (systemctl status firewarden)", file=sys.stderr)

@@ -316,13 +316,20 @@ class LoadedConfig:
 def load_config(path: Path) -> LoadedConfig:
     """Read, validate and cross-check a config file, or raise ConfigError listing every fault."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
     try:
+        # universal newlines, as text mode reads it
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at "
+                           f"offset {exc.start}); save the file as UTF-8"]) from exc
+    try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}:{_toml_line(exc)}: TOML syntax error: {exc}"]) from exc
+        raise ConfigError([f"{path}:{_toml_line(exc, text)}: TOML syntax error: {exc}"]) from exc
     return validate_config(raw, path)
 
 
@@ -458,6 +465,8 @@ def _unique_names(errors: list[str], table: str, names: list[str]) -> None:
 def _format_error(err: Mapping[str, Any], prefix: str = "") -> str:
     path = prefix
     for part in err["loc"]:
+        if isinstance(part, str) and re.search(r"[\[(]", part):
+            continue  # pydantic's name for a union member (``tuple[int, ...]``): not a path
         if isinstance(part, int):
             path += f"[{part}]"
         else:
@@ -473,9 +482,10 @@ def _format_error(err: Mapping[str, Any], prefix: str = "") -> str:
     return f"{path}: {msg} (got {value!r})"
 
 
-def _toml_line(exc: tomllib.TOMLDecodeError) -> str:
+def _toml_line(exc: tomllib.TOMLDecodeError, text: str) -> str:
     lineno = getattr(exc, "lineno", None)  # Python 3.14+
     if lineno is None:
         match = re.search(r"line (\d+)", str(exc))
-        lineno = match.group(1) if match else "?"
+        # "at end of document": the last line
+        lineno = match.group(1) if match else text.count("\n") + (not text.endswith("\n"))
     return str(lineno)

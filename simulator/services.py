@@ -143,6 +143,10 @@ class Mosquitto(Service):
 
     With ``persistence=True`` the broker saves retained messages, persistent sessions and
     their queued messages on a clean stop and loads them on the next start (same workdir).
+    ``users`` (name -> password) refuses anonymous clients. ``tls=True`` adds a TLS listener
+    on ``tls_port`` with a private CA (``ca_file``) and a server certificate for the host's IP
+    (made with ``openssl`` in the workdir; clients need no certificate of their own).
+    ``acl_file`` restricts what each user may read and write (mosquitto's ``acl_file``).
     """
 
     binary = "mosquitto"
@@ -150,10 +154,62 @@ class Mosquitto(Service):
 
     def __init__(self, *, workdir: Path, host: str = "127.0.0.1", port: int | None = None,
                  start_timeout: float = 30.0, persistence: bool = False,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, tls: bool = False,
+                 tls_port: int | None = None, acl_file: Path | None = None) -> None:
         super().__init__(workdir=workdir, host=host, port=port, start_timeout=start_timeout)
         self.persistence = persistence
         self.users = users or {}  # name -> password: when set, anonymous clients are refused
+        self.tls = tls
+        self.tls_port = (tls_port if tls_port is not None else free_port(host)) if tls else None
+        self.acl_file = acl_file
+        self.ca_file = workdir / "tls" / "ca.crt"
+        self.cert_file = workdir / "tls" / "server.crt"
+        self.key_file = workdir / "tls" / "server.key"
+
+    @classmethod
+    def tls_available(cls) -> bool:
+        """Whether ``openssl`` is installed (needed for ``tls=True``)."""
+        return shutil.which("openssl") is not None
+
+    def make_certificates(self) -> Path:
+        """A private CA and a server certificate for ``host`` (SAN IP, or DNS for a name),
+        valid two days, in ``workdir/tls``; kept if already there. Returns the CA file."""
+        if self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists():
+            return self.ca_file
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise ServiceError("openssl is not installed (needed for a TLS broker)")
+        tls = self.ca_file.parent
+        tls.mkdir(parents=True, exist_ok=True)
+        ca_key, csr, ext = tls / "ca.key", tls / "server.csr", tls / "server.ext"
+        try:
+            socket.inet_aton(self.host)
+            san = f"IP:{self.host}"
+        except OSError:
+            san = f"DNS:{self.host}"
+        ext.write_text(f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+                       "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=serverAuth\n"
+                       "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+                       encoding="utf-8")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        steps = [
+            [openssl, "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(self.ca_file),
+             "-days", "2", "-subj", f"/CN=firewarden test CA {self.workdir.name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            [openssl, "req", *ec, "-keyout", str(self.key_file), "-out", str(csr),
+             "-subj", f"/CN={self.host}"],
+            [openssl, "x509", "-req", "-in", str(csr), "-CA", str(self.ca_file), "-CAkey",
+             str(ca_key), "-CAcreateserial", "-out", str(self.cert_file), "-days", "2",
+             "-sha256", "-extfile", str(ext)],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise ServiceError(f"{' '.join(step[:3])} failed: {done.stderr.strip()}")
+        self.key_file.chmod(0o600)
+        return self.ca_file
 
     def _command(self, binary: str) -> list[str]:
         conf = self.workdir / "mosquitto.conf"
@@ -170,8 +226,17 @@ class Mosquitto(Service):
                 subprocess.run(["mosquitto_passwd", "-b", str(passwords), name, password],
                                check=True, capture_output=True)
             auth = f"allow_anonymous false\npassword_file {passwords}\n"
+        if self.acl_file is not None:
+            auth += f"acl_file {self.acl_file}\n"
+        tls = ""
+        if self.tls:
+            self.make_certificates()
+            tls = (f"listener {self.tls_port} {self.host}\n"
+                   f"cafile {self.ca_file}\ncertfile {self.cert_file}\nkeyfile {self.key_file}\n"
+                   "require_certificate false\n")
         conf.write_text(
             f"listener {self.port} {self.host}\n"
+            f"{tls}"
             f"{auth}"
             f"{persistence}{user}"
             "log_dest stdout\n"
@@ -181,6 +246,10 @@ class Mosquitto(Service):
             encoding="utf-8",
         )
         return [binary, "-c", str(conf)]
+
+    def _ready(self) -> bool:
+        return port_open(self.host, self.port) and (
+            self.tls_port is None or port_open(self.host, self.tls_port))
 
 
 class InfluxDB(Service):

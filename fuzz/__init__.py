@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris; ``make fuzz``, not run in CI)."""
