@@ -276,8 +276,14 @@ class BusPoller:
             return
         loop = asyncio.get_running_loop()
         start = loop.time()
+        # Stagger the devices across their poll interval instead of making them all due at
+        # the same instant: readings then arrive spread out (no burst into the pipeline's
+        # queue), and each poll starts on time instead of waiting behind the whole bus.
+        devices = list(dict.fromkeys(id(job.state) for job in self._jobs))
         for job in self._jobs:
-            job.next_due = start
+            rank = devices.index(id(job.state))
+            poll = job.state.device.config.poll
+            job.next_due = start + min(job.interval, poll) * rank / len(devices)
         while True:
             job = min(self._jobs, key=lambda j: (j.due, j.seq))
             delay = job.due - loop.time()
