@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -521,6 +523,24 @@ class Supervisor:
         return True, ""
 
 
+STOP_REPORT_AFTER = 20.0  # s after SIGTERM: log what is still running (systemd kills at 30 s)
+
+
+async def _report_slow_stop(stop: asyncio.Event) -> None:
+    """A shutdown that takes too long says what it is waiting for, before systemd's SIGKILL."""
+    await stop.wait()
+    await asyncio.sleep(STOP_REPORT_AFTER)
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is current or task.done():
+            continue
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.error("still stopping after %.0f s: task %s at %s", STOP_REPORT_AFTER,
+                  task.get_name(), where or "?")
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+
 def simulated_clock(start: float, rate: float, *, at: float | None = None) -> Callable[[], float]:
     """A clock that reads ``start`` at real time ``at`` (default: now) and runs ``rate`` times
     faster than real time, for running against a time-compressed simulation (readings, rules
@@ -541,7 +561,11 @@ def run(loaded: LoadedConfig, clock: Callable[[], float] = time.time,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
-        await Supervisor(loaded=loaded, clock=clock, clock_rate=clock_rate).run(stop, reload)
+        watch = asyncio.create_task(_report_slow_stop(stop), name="stop-watch")
+        try:
+            await Supervisor(loaded=loaded, clock=clock, clock_rate=clock_rate).run(stop, reload)
+        finally:
+            watch.cancel()
 
     if problems := check_secrets(loaded.config):
         for line in problems:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+RECANCEL_AFTER = 0.5  # s: a task still running this long after cancel() is cancelled again
+
 
 async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Task[None] | None) -> None:
     """Cancel background tasks and wait until they have finished.
@@ -16,6 +18,12 @@ async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Task[None] | No
     for task in live:
         task.cancel()
     for task in live:
+        # Some libraries swallow a cancellation (pymodbus turns it into its own exception,
+        # or just finishes the request): ask again until the task is really gone.
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=RECANCEL_AFTER)
+            if not done:
+                task.cancel()
         try:
             await task
         except asyncio.CancelledError:

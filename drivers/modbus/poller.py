@@ -284,7 +284,10 @@ class BusPoller:
             rank = devices.index(id(job.state))
             poll = job.state.device.config.poll
             job.next_due = start + min(job.interval, poll) * rank / len(devices)
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError  # a cancel that a library swallowed mid-request
             job = min(self._jobs, key=lambda j: (j.due, j.seq))
             delay = job.due - loop.time()
             if delay > 0:
