@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import inspect
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, NoReturn, Self, TypeVar
 
@@ -132,3 +134,37 @@ class MqttCollector:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+class NotifySocket:
+    """A real datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        """Every message received so far (new ones read without blocking)."""
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return self.messages
+
+    def count(self, line: str) -> int:
+        return sum(line in m.splitlines() for m in self.drain())
+
+    def statuses(self) -> list[str]:
+        return [s for m in self.drain() for s in m.splitlines() if s.startswith("STATUS=")]
+
+    async def wait_for(self, text: str, within: float, count: int = 1) -> None:
+        deadline = time.monotonic() + within
+        while self.count(text) < count:
+            assert time.monotonic() < deadline, f"no {count}x {text!r} in {self.messages}"
+            await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        self.sock.close()

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from simulator.modbus import SimulatedDevice
 from simulator.services import InfluxDB, ServiceError
 from simulator.toml_writer import dump_toml
 from simulator.uitd import UitdPeer, fire_frame
-from tests.services import Received, eventually
+from tests.services import NotifySocket, Received, eventually
 
 ROOT = Path(__file__).parents[2]
 PROFILE = Path(__file__).with_name("fault-meter.toml")  # voltage + current: one request a poll
@@ -47,33 +46,6 @@ def meters(bus: str, units: range | list[int], *, poll: str = "200ms",
 
 
 # -- the daemon as a process ------------------------------------------------------------------
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.messages: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    def count(self, line: str) -> int:
-        return sum(line in m.splitlines() for m in self.drain())
-
-    def statuses(self) -> list[str]:
-        return [s for m in self.drain() for s in m.splitlines() if s.startswith("STATUS=")]
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 class Daemon:
     """``firewarden run -c conf`` as a child process; its output is read live from a pipe

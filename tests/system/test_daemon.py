@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from drivers.profile import load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
 from simulator.services import InfluxDB, Mosquitto, free_port
 from simulator.toml_writer import dump_toml
+from tests.services import NotifySocket
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]
@@ -41,30 +41,6 @@ def _config(tmp: Path, mqtt: Mosquitto, influx: InfluxDB, modbus_port: int) -> P
     path = tmp / "fw.toml"
     path.write_text(dump_toml(raw), encoding="utf-8")
     return path
-
-
-class NotifySocket:
-    """A real datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.setblocking(False)
-        self.messages: list[str] = []
-
-    def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    async def wait_for(self, text: str, within: float, count: int = 1) -> None:
-        deadline = time.monotonic() + within
-        while sum(text in m.splitlines() for m in self.drain()) < count:
-            assert time.monotonic() < deadline, f"no {count}x {text!r} in {self.messages}"
-            await asyncio.sleep(0.05)
 
 
 async def test_daemon_end_to_end(tmp_path: Path, mosquitto: Mosquitto,

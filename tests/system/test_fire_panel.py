@@ -17,8 +17,7 @@ from drivers.gb26875.codec import Command
 from simulator.services import InfluxDB, Mosquitto, free_port
 from simulator.toml_writer import dump_toml
 from simulator.uitd import UitdPeer, fire_frame
-from tests.services import MqttCollector, Received, eventually
-from tests.system.test_daemon import NotifySocket
+from tests.services import MqttCollector, NotifySocket, Received, eventually
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]

@@ -14,8 +14,7 @@ import pytest
 
 from simulator.services import Mosquitto, free_port, port_open
 from simulator.toml_writer import dump_toml
-from tests.services import eventually
-from tests.system.test_daemon import NotifySocket
+from tests.services import NotifySocket, eventually
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]

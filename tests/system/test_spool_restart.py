@@ -16,8 +16,7 @@ from drivers.profile import load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
 from simulator.services import InfluxDB, Mosquitto
 from simulator.toml_writer import dump_toml
-from tests.services import eventually
-from tests.system.test_daemon import NotifySocket
+from tests.services import NotifySocket, eventually
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]
