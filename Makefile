@@ -28,6 +28,7 @@ bench: setup
 	-$(PY) -m bench.bench_planner
 	-$(PY) -m bench.bench_rtu_bus
 	-$(PY) -m bench.bench_detection
+	-$(PY) -m bench.bench_corpus
 	-$(PY) -m bench.bench_influx
 	-$(PY) -m bench.bench_rules
 	-$(PY) -m bench.bench_scale

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +95,15 @@ def params_for(community: Community) -> Callable[[str, str], Any]:
     lights = {b.lighting.name: LightingConfig(**_lighting_table(b)) for b in
               community.buildings}
     wiring = WiringConfig()
+    boxes = {box.incomer: replace(wiring, box_own_w=3 * box.base_w)
+             for box in community.boxes()}
     disabled = _Disabled()
 
     def params(rule: str, device: str) -> Any:
         if rule == "lighting":
             return lights.get(device, LightingConfig())
         if rule == "wiring":
-            return wiring
+            return boxes.get(device, wiring)
         return disabled
 
     return params

@@ -448,6 +448,8 @@ def configured_polls_per_s(devices: Sequence[FleetDevice]) -> float:
         unit: int
         poll: float
         enabled: bool = True
+        building: str = ""
+        box: str = ""
 
     rate: dict[str, float] = {}
     for profile in {d.profile for d in devices}:

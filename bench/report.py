@@ -153,10 +153,38 @@ def latency(d: dict[str, Any]) -> list[Row]:
     return out
 
 
+def corpus(d: dict[str, Any]) -> list[Row]:
+    """Per family the targets of issue 12; the holdout family's are the ones that count."""
+    out = []
+    for family in ("holdout", "tune"):
+        part = d.get("families", {}).get(family)
+        if part is None:
+            continue
+        for t in part["targets"]:
+            status = _met(t["met"]) if family == "holdout" else ("info (tuned on)")
+            out.append(Row("corpus", f"{family}: {t['target']}", t["detail"], "target", "-",
+                           status))
+    return out
+
+
+def corpus_daemon(d: dict[str, Any]) -> list[Row]:
+    total = next((t for t in d.get("score", {}).get("totals", [])
+                  if t.get("group") == "wiring+lighting"), None)
+    bugs = d.get("clock_bugs", [])
+    rows = [Row("corpus_daemon", "simulated-clock alarms (comms-stale, flood, unexplained comms)",
+                str(len(bugs)), "0", "-", _met(not bugs))]
+    if total is not None:
+        rows.append(Row("corpus_daemon", "wiring+lighting FA / 100 circuit-days (daemon)",
+                        _f(total.get("fa_per_100_circuit_days"), 2), "<= 2", "-", "info"))
+    return rows
+
+
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "planner": ("bench_planner", planner),
     "rtu_bus": ("bench_rtu_bus", rtu_bus),
     "detection": ("bench_detection", detection),
+    "corpus": ("bench_corpus", corpus),
+    "corpus_daemon": ("bench_corpus_daemon", corpus_daemon),
     "influx": ("bench_influx", influx),
     "rules": ("bench_rules", rules),
     "scale": ("bench_scale", scale),
@@ -241,6 +269,43 @@ def chart(data: dict[str, dict[str, Any] | None]) -> bool:
     return True
 
 
+def corpus_details(d: dict[str, Any] | None, sweep: list[dict[str, Any]] | None) -> list[str]:
+    """The corpus score in full: tables, false alarms by cause, the operating curve."""
+    if d is None:
+        return []
+    from bench.corpus_score import render as render_score
+
+    lines = ["", "## Detection on the independent corpus", "",
+             "Rules tuned on the `tune` family only; `holdout` was run once at the end. "
+             "Each false alarm names every kind of confounder that ran on its circuit in the "
+             "two hours before, so one alarm may count for several causes.", ""]
+    for family in ("holdout", "tune"):
+        part = d.get("families", {}).get(family)
+        if part is None:
+            continue
+        result = part["result"]
+        lines += [f"### {family}", "", "```", render_score(result), "```", ""]
+        if family == "holdout" and result.get("false_alarms"):
+            lines += ["<details><summary>every held-out false alarm</summary>", ""]
+            for fa in result["false_alarms"]:
+                causes = ", ".join(fa.get("causes", [])) or "nothing else on the circuit"
+                lines.append(f"- {fa['rule']}: {fa['message']} (also running: {causes})")
+            lines += ["", "</details>", ""]
+    if sweep:
+        lines += ["### Operating curve (tune family, one threshold varied at a time)", "",
+                  "| threshold | value | FA / 100 circuit-days | recall |", "|---|---|---|---|"]
+        for point in sweep:
+            recalls = ", ".join(f"{kind} {r:.2f}" for kind, r in point["recall"].items()
+                                if not (point["group"] == "wiring" and kind.startswith("lamp"))
+                                and not (point["group"] == "lighting"
+                                         and not kind.startswith("lamp")))
+            lines.append(f"| {point['param']} | {point['value']:g} | "
+                         f"{point['fa_per_100_circuit_days']:.2f} | {recalls} |")
+        if (RESULTS_DIR / "corpus_curve.png").exists():
+            lines += ["", "![operating curves on the tune family](results/corpus_curve.png)"]
+    return lines
+
+
 def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     info = machine()
     lines = [
@@ -298,6 +363,9 @@ def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     if drawn:
         lines += ["", "![daemon CPU and RSS against devices; alarm latencies]"
                       "(results/chart.png)"]
+    sweep_path = RESULTS_DIR / "corpus_sweep.json"
+    sweep = json.loads(sweep_path.read_text(encoding="utf-8")) if sweep_path.exists() else None
+    lines += corpus_details(data.get("corpus"), sweep)
     return "\n".join(lines) + "\n"
 
 

@@ -57,7 +57,8 @@ log = logging.getLogger("firewarden")
 
 STATUS_INTERVAL = 10.0
 MAINTENANCE_INTERVAL = 3600.0  # s between alarm store trims and compactions
-TICK_INTERVAL = 1.0  # s between rule and alarm timer ticks
+TICK_INTERVAL = 1.0  # clock s between rule and alarm timer ticks
+MIN_TICK_WAIT = 0.05  # real s: the fastest tick on a fast simulated clock (CPU, not meaning)
 CLOCK_JUMP = 2.0  # s of wall-clock drift against the monotonic clock in one tick: a step
 BULK_SLICE = 64  # bulk readings handled between yields to the loop (~1 ms of work)
 FIRE_LANE = frozenset(fire.FLAG_RULES)
@@ -284,11 +285,16 @@ class Pipeline:
         raise, clear or delay an alarm by itself."""
         loop = asyncio.get_running_loop()
         last_wall, last_mono = self._clock(), loop.time()
+        # every TICK_INTERVAL of the clock's time (on a simulated clock: more often in real
+        # time, down to MIN_TICK_WAIT), so timers resolve alike at any clock rate
+        wait = max(TICK_INTERVAL / self._clock_rate, min(TICK_INTERVAL, MIN_TICK_WAIT))
         while True:
-            await asyncio.sleep(TICK_INTERVAL)
+            await asyncio.sleep(wait)
             wall, mono = self._clock(), loop.time()
             jump = (wall - last_wall) - (mono - last_mono) * self._clock_rate
             last_wall, last_mono = wall, mono
+            # a step is more than a real second's worth of clock (reading the two clocks a
+            # few ms apart on a busy box must not count as one at a high rate)
             if abs(jump) > max(CLOCK_JUMP, TICK_INTERVAL * self._clock_rate):
                 log.warning("wall clock jumped by %+.1f s; rule timers restart, alarm timers "
                             "keep their remaining time", jump)
@@ -420,14 +426,18 @@ class Supervisor:
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock, clock_rate=self._clock_rate))
             pollers: list[BusPoller] = []
+            # Schedules (polls, panel health samples) run on the clock's time, so a "60s" poll
+            # is 60 s of simulated time on a simulated clock; timeouts, backoff and link
+            # liveness (panel heartbeats) stay real.
             await stack.enter_async_context(FirePanels(
-                panels=config.fire_panels, emit=pipeline.submit_now, clock=self._clock))
+                panels=config.fire_panels, emit=pipeline.submit_now, clock=self._clock,
+                rate=self._clock_rate))
             for bus in config.buses:
                 devices = [PolledDevice(config=d, profile=self._loaded.profiles[d.name])
                            for d in config.devices if d.bus == bus.name and d.enabled]
                 if devices:
                     pollers.append(BusPoller(bus=bus, devices=devices, emit=pipeline.submit,
-                                             clock=self._clock))
+                                             clock=self._clock, rate=self._clock_rate))
             await stack.enter_async_context(Together(pollers))
             await stack.enter_async_context(systemd.Watchdog())
             systemd.ready()  # also ends a reload's RELOADING=1
@@ -543,8 +553,11 @@ async def _report_slow_stop(stop: asyncio.Event) -> None:
 
 def simulated_clock(start: float, rate: float, *, at: float | None = None) -> Callable[[], float]:
     """A clock that reads ``start`` at real time ``at`` (default: now) and runs ``rate`` times
-    faster than real time, for running against a time-compressed simulation (readings, rules
-    and alarms use it; waits, timeouts and link liveness stay real)."""
+    faster than real time, for running against a time-compressed simulation. Readings, rules,
+    alarms and every schedule the daemon drives (polls, point polls, the pollers' stagger, rule
+    ticks, panel health samples) use it, so a config's ``poll = "60s"`` is 60 simulated
+    seconds; the Supervisor needs the same ``rate`` as ``clock_rate`` for that. Timeouts,
+    backoff and link liveness stay real."""
     t0 = time.time() if at is None else at
     return lambda: start + (time.time() - t0) * rate
 

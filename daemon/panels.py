@@ -4,7 +4,9 @@ Each enabled ``[[fire_panel]]`` is a ``FirePanelLink``; every delivered frame be
 (``drivers.gb26875.mapping``) at once, inside the link's receive callback, which the link runs
 before it ACKs the frame; the daemon's ``emit`` handles fire flags synchronously there, so an
 ACKed fire is already a stored alarm. The panel's link health (online,
-errors) is sampled every ``HEALTH_INTERVAL`` like a polled device's.
+errors) is sampled every ``HEALTH_INTERVAL`` of the clock's time (``rate`` clock seconds per
+real second: a simulated clock samples more often in real time) like a polled device's, while
+the link's heartbeat timeout, its liveness, stays in real seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from drivers.measurements import Reading
 
 log = logging.getLogger(__name__)
 
-HEALTH_INTERVAL = 5.0
+HEALTH_INTERVAL = 5.0  # clock s
+MIN_HEALTH_WAIT = 0.02  # real s: the fastest sampling on a fast simulated clock
 
 
 def zone_locator(panel: FirePanelConfig) -> Callable[[str | None], Mapping[str, str]]:
@@ -59,10 +62,12 @@ class FirePanels:
 
     def __init__(self, *, panels: Sequence[FirePanelConfig], emit: Callable[[Reading], None],
                  clock: Callable[[], float] = time.time,
-                 health_interval: float = HEALTH_INTERVAL) -> None:
+                 health_interval: float = HEALTH_INTERVAL, rate: float = 1.0) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate!r}")
         self._emit = emit
         self._clock = clock
-        self._health_interval = health_interval
+        self._health_wait = max(health_interval / rate, min(health_interval, MIN_HEALTH_WAIT))
         self.links = [FirePanelLink(
             name=p.name, transport=p.transport, port=p.port, host=p.host, baudrate=p.baudrate,
             address=p.address, heartbeat_timeout=p.heartbeat_timeout,
@@ -97,4 +102,4 @@ class FirePanels:
             for link in self.links:
                 for reading in link.health_readings(now):  # liveness runs on real time
                     self._emit(replace(reading, ts=stamp))
-            await asyncio.sleep(self._health_interval)
+            await asyncio.sleep(self._health_wait)

@@ -275,6 +275,7 @@ def alarm_from_json(text: str) -> Alarm:
     data["state"] = AlarmState(data["state"])
     data["recent_activations"] = tuple(data.get("recent_activations", ()))
     data["context"] = dict(data.get("context") or {})
+    data["evidence"] = {str(k): float(v) for k, v in (data.get("evidence") or {}).items()}
     known = Alarm.__dataclass_fields__
     return Alarm(**{k: v for k, v in data.items() if k in known})
 

@@ -138,7 +138,8 @@ def _condition(a: Alarm, cond: Condition) -> Alarm:
         else cond.ts)
     return replace(a, condition=cond.active, pending_since=pending, value=cond.value,
                    limit=cond.limit, message=cond.message or a.message,
-                   severity=cond.severity)
+                   severity=cond.severity,
+                   evidence=dict(cond.evidence) if cond.evidence else a.evidence)
 
 
 def _command(a: Alarm, cmd: Command, now: float,

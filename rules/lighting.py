@@ -5,7 +5,7 @@ sensor when it serves one (hysteresis: dark below ``lux_dark``, light again abov
 ``lux_light``); a bad, absent or stale lux reading falls back to the astronomical schedule.
 Per relay channel of a lighting controller, each poll:
 
-* ``lamp-out``: the lamps should be lit (commanded on, or dark for ``dark_grace``) and the
+* ``lamp-out``: the lamps should be lit (commanded on; dark, without a relay point) and the
   channel draws less than ``out_fraction`` x its expected current for ``polls`` polls.
 * ``lamp-partial``: lit, but about one lamp's share (or more) is missing ("1 of 4 lamps out").
 * ``lamp-day-burning``: current while commanded off (or in daylight without a relay point):
@@ -13,14 +13,28 @@ Per relay channel of a lighting controller, each poll:
 * ``lamp-cycling``: the channel's current jumps by a lamp's share ``cycle_count`` times within
   ``cycle_window`` of lit time: a failing lamp or ballast.
 
-Expected current = lamps x ``lamp_current``; with ``lamp_current`` 0 the rule learns each
-channel's lit current instead (the highest level held for two polls), so it works unconfigured
-but only sees partial failures that happen after it started. Pure: time is the readings'.
+A relay commanded off is respected: a timer that cuts the lamps at midnight is a schedule, not
+a failure (``lamp-out`` needs the lamps to be asked for light, by the relay or, without a relay
+point, by the dark).
+
+LED drivers draw constant power, so a channel's current follows 1/V: the evening sag raises
+it, the night swell (GB/T 12325 allows -10 %..+7 %) lowers it by about as much as one of eight
+lamps. When the building has a meter, the rule reads its voltage and compares currents at the
+nominal ``nominal_v`` (I x V / V nominal). The reference is ``lamps`` x ``lamp_current``
+(nameplate, at ``nominal_v``) until the channel has been seen lit and healthy for ``learn_polls``
+polls; from then on it is the median of those healthy polls (a nameplate is a round number, the
+lamps are what they are: until then only a deficit of half of it is judged). A poll is
+healthy when it is within half a lamp of the reference, so a lamp that dies is never learnt as
+normal; a partial verdict clears at half the deficit that raised it. With ``lamp_current`` 0
+the first lit polls set the reference: it works unconfigured but only sees failures that happen
+after it started.
+Pure: time is the readings'.
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +56,9 @@ OUT, PARTIAL, DAY_BURNING, CYCLING = "lamp-out", "lamp-partial", "lamp-day-burni
 # Safety lamps light dark corners; an outage is fixed on the next round, it is not a fire
 # risk, so every lighting alarm is a warning (no half-hourly re-alarm all night long).
 SEVERITY = Severity.WARNING
+# A nameplate current is a hint: installers type the catalogue value of a similar lamp. Only a
+# channel drawing under half of it on its first nights is judged against it.
+NAMEPLATE_TOLERANCE = 0.5
 
 
 # -- the sun ----------------------------------------------------------------------------------
@@ -99,8 +116,8 @@ class LightingConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
     enabled: bool = True
-    # lamps per channel: one count for every channel, or a list for the channels in use 1..n
-    # (channels past the list have nothing connected and are not watched)
+    # lamps per channel: one count for every channel, or a list per channel 1..n (0, and the
+    # channels past the list, have nothing connected and are not watched)
     lamps: int | tuple[int, ...] = 1
     lamp_current: Annotated[float, Ge(0), Le(50)] = 0.0  # A per lamp; 0: learn per channel
     out_fraction: Annotated[float, Gt(0), Le(1)] = 0.2  # lamp-out below this x expected
@@ -109,15 +126,20 @@ class LightingConfig:
     polls: Annotated[int, Ge(1), Le(100)] = 2  # consecutive polls to raise or clear
     cycle_count: Annotated[int, Ge(2), Le(100)] = 4  # on/off jumps ...
     cycle_window: Annotated[Duration, Gt(0), Le(86400)] = 900.0  # ... within this lit time
-    dark_grace: Annotated[Duration, Ge(0), Le(7200)] = 1200.0  # dark but not commanded on
+    # accepted for old configs, ignored: a relay commanded off in the dark is a schedule
+    dark_grace: Annotated[Duration, Ge(0), Le(7200)] = 1200.0
     lux_dark: Annotated[float, Ge(0)] = 28.0  # lux below this: dark ...
     lux_light: Annotated[float, Ge(0)] = 55.0  # ... above this: light; in between: unchanged
     lux_max_age: Annotated[Duration, Gt(0), Le(86400)] = 300.0  # older lux: use the sun
+    nominal_v: Annotated[float, Gt(0), Le(1000)] = 220.0  # lamp_current is rated at this
+    learn_polls: Annotated[int, Ge(1), Le(1000)] = 30  # healthy lit polls before learning
+    warm_up: Annotated[Duration, Ge(0), Le(3600)] = 0.0  # lit this long before a partial
 
     def __post_init__(self) -> None:
         counts = (self.lamps,) if isinstance(self.lamps, int) else self.lamps
-        if not counts or any(isinstance(n, bool) or n < 1 for n in counts):
-            raise ValueError(f"lamps must be whole numbers >= 1 (got {self.lamps!r})")
+        if not counts or any(isinstance(n, bool) or n < 0 for n in counts) or max(counts) < 1:
+            raise ValueError(f"lamps must be whole numbers >= 0, at least one >= 1 (0: a "
+                             f"channel with nothing connected; got {self.lamps!r})")
         if self.lux_dark > self.lux_light:
             raise ValueError(f"lux_dark {self.lux_dark} is above lux_light {self.lux_light}")
 
@@ -143,8 +165,9 @@ class ChannelState:
     relay: tuple[float, bool | None] | None = None  # (ts, commanded on; None: bad reading)
     current: tuple[float, float | None] | None = None  # (ts, A; None: bad reading)
     evaluated: float | None = None  # ts of the last evaluated poll
-    learned: float | None = None  # learned lit current (lamp_current 0)
-    previous: float | None = None  # last lit-expected current (cycling, learning)
+    healthy: tuple[float, ...] = ()  # recent healthy lit currents at nominal voltage
+    previous: float | None = None  # last lit-expected current (cycling)
+    lit_since: float | None = None  # expected lit since (warm-up)
     lit_clock: float = 0.0  # seconds spent expected lit: the cycling window's clock
     jumps: tuple[float, ...] = ()  # lit_clock of recent on/off jumps
     out: Verdict = Verdict()
@@ -160,6 +183,7 @@ class LightingState:
     channels: Mapping[str, ChannelState]
     lux_dark: bool | None = None
     lux_ts: float | None = None
+    volts: tuple[float, float] | None = None  # (ts, V) of the building's supply
     day: SunDay | None = None
     dark_since: float | None = None  # sky dark (sun or lux) since, for dark_grace
 
@@ -173,13 +197,15 @@ class LightingRule:
     site: SiteInfo
     params: LightingConfig
     has_relay: frozenset[str] = frozenset()  # channels with a relay point
+    controller: str = ""  # the controller's name (state key; "" keys by the reading's device)
+    supply: str | None = None  # a meter in the same building: its voltage scales the current
 
     @property
     def quantities(self) -> frozenset[Quantity]:
-        return _QUANTITIES
+        return _QUANTITIES | ({Quantity.VOLTAGE} if self.supply else set())
 
     def key(self, reading: Reading) -> Hashable:
-        return NAME, reading.device
+        return NAME, self.controller or reading.device
 
     def step(self, state: LightingState | None,
              reading: Reading) -> tuple[LightingState, list[Condition]]:
@@ -194,6 +220,15 @@ def evaluate(state: LightingState, reading: Reading,
     """Feed one relay, lamp-current or lux reading; return the new state and any change."""
     q, ts = reading.quantity, reading.ts
     p = rule.params
+    if q is Quantity.VOLTAGE:
+        if reading.device != rule.supply or not reading.good or \
+                not 0.5 * p.nominal_v <= reading.value <= 1.5 * p.nominal_v:
+            return state, []
+        if state.volts is not None and state.volts[0] == ts:  # phases of one poll: average
+            return replace(state, volts=(ts, (state.volts[1] + reading.value) / 2)), []
+        return replace(state, volts=(ts, reading.value)), []
+    if reading.device != (rule.controller or reading.device):
+        return state, []
     if q is Quantity.LUX:
         if not reading.good:
             return state, []
@@ -220,7 +255,10 @@ def evaluate(state: LightingState, reading: Reading,
     dark_since = (state.dark_since if state.dark_since is not None else ts) if sky_dark \
         else None
     state = replace(state, day=day, dark_since=dark_since)
-    ch, conditions = _channel(ch, reading, rule, ts, sky_dark, dark_since)
+    scale = 1.0
+    if state.volts is not None and abs(ts - state.volts[0]) <= 300.0:
+        scale = state.volts[1] / p.nominal_v  # constant-power drivers: I x V is what holds
+    ch, conditions = _channel(ch, reading, rule, ts, sky_dark, dark_since, scale)
     return _with(state, channel, ch), conditions
 
 
@@ -240,7 +278,8 @@ def _sky_dark(state: LightingState, day: SunDay, ts: float, p: LightingConfig) -
 
 
 def _channel(ch: ChannelState, reading: Reading, rule: LightingRule, ts: float,
-             sky_dark: bool, dark_since: float | None) -> tuple[ChannelState, list[Condition]]:
+             sky_dark: bool, dark_since: float | None,
+             scale: float) -> tuple[ChannelState, list[Condition]]:
     p = rule.params
     amps = ch.current[1] if ch.current is not None else None
     commanded = ch.relay[1] if ch.relay is not None else None
@@ -248,8 +287,7 @@ def _channel(ch: ChannelState, reading: Reading, rule: LightingRule, ts: float,
     ch = replace(ch, evaluated=ts)
     if amps is None:
         return ch, []  # a bad current reading: no verdict either way
-    dark_long = dark_since is not None and ts - dark_since >= p.dark_grace
-    expect_lit = commanded is True or (sky_dark and (commanded is None or dark_long))
+    expect_lit = commanded is True or (commanded is None and sky_dark)
     try:
         number = int(reading.channel or "0")
     except ValueError:
@@ -261,13 +299,24 @@ def _channel(ch: ChannelState, reading: Reading, rule: LightingRule, ts: float,
     ctx = _Context(reading.device, reading.channel, ts, amps, lamps, commanded, sky_dark)
 
     if expect_lit:
-        # learning and the cycling clock
-        learned = ch.learned
-        if p.lamp_current <= 0 and ch.previous is not None and \
-                min(ch.previous, amps) > p.off_current:
-            learned = max(learned or 0.0, min(ch.previous, amps))
-        expected = lamps * p.lamp_current if p.lamp_current > 0 else learned
+        # the reference at nominal voltage, learning, and the cycling clock
+        nominal = amps * scale
+        healthy = ch.healthy
+        configured = lamps * p.lamp_current if p.lamp_current > 0 else None
+        expected = reference(healthy, configured, p)
         share = expected / lamps if expected else None
+        learning = configured is not None and len(healthy) < p.learn_polls
+        # a nameplate is trusted to NAMEPLATE_TOLERANCE: a deficit inside it is the lamps
+        # as they are, not a lamp out (the current they really draw becomes the reference)
+        need = p.partial_share * share if share else 0.0
+        if learning and expected is not None:
+            need = max(need, NAMEPLATE_TOLERANCE * expected)
+        settled = ch.previous is not None  # the first lit poll: drivers still soft-starting
+        lit_since = ch.lit_since if settled and ch.lit_since is not None else ts
+        if settled and nominal > p.off_current and (
+                expected is None or nominal > expected - min(need, 0.5 * expected / lamps)
+                or (learning and nominal > expected - need)):
+            healthy = (*healthy, nominal)[-p.learn_polls:]
         step = max(p.off_current, 0.5 * share) if share else p.off_current
         lit_clock = ch.lit_clock + (since_last if ch.previous is not None else 0.0)
         jumps = ch.jumps
@@ -289,18 +338,25 @@ def _channel(ch: ChannelState, reading: Reading, rule: LightingRule, ts: float,
         if expected is None:
             is_out, missing = amps < max(p.off_current, 1e-9), lamps
         else:
-            is_out = amps < p.out_fraction * expected
-            missing = max(0, round((expected - amps) / share)) if share else 0
-            if share and expected - amps < p.partial_share * share:
+            # out: less than half of one lamp (5 of 6 dead is a partial, still lighting)
+            is_out = nominal < min(p.out_fraction * expected, 0.5 * expected / lamps)
+            missing = max(0, round((expected - nominal) / share)) if share else 0
+            if ch.partial.active and share:  # hysteresis: clear at half the raise deficit
+                need = 0.5 * need
+                missing = max(missing, 1)
+            if share and expected - nominal < need:
                 missing = 0
         is_partial = not is_out and lamps > 1 and missing >= 1
         if cycling:
             is_out = is_partial = False
+        # LED drivers soft-start and some dim up over minutes: judge a partial when warm
+        is_partial = is_partial and settled and ts - lit_since >= p.warm_up
         out_v, c1 = _debounce(ch.out, is_out, p.polls, lambda a: ctx.out(a, expected))
         part_v, c2 = _debounce(ch.partial, is_partial, p.polls,
                                lambda a: ctx.partial(a, expected, missing))
         # a day-burning verdict stands while lit: it clears only on proof of the lamps off
-        ch = replace(ch, learned=learned, previous=amps, lit_clock=lit_clock, jumps=jumps,
+        ch = replace(ch, healthy=healthy, previous=amps, lit_since=lit_since,
+                     lit_clock=lit_clock, jumps=jumps,
                      cycling=cycling, out=out_v, partial=part_v)
         return ch, [*out, *c1, *c2]
 
@@ -308,6 +364,15 @@ def _channel(ch: ChannelState, reading: Reading, rule: LightingRule, ts: float,
     burning = amps > p.off_current
     burn_v, c3 = _debounce(ch.day_burning, burning, p.polls, ctx.day_burning)
     return replace(ch, previous=None, day_burning=burn_v), c3
+
+
+def reference(healthy: Sequence[float], configured: float | None,
+              p: LightingConfig) -> float | None:
+    """A lit channel's current at nominal voltage: the median of its healthy polls once there
+    are ``learn_polls`` of them (or any, unconfigured), else the nameplate."""
+    if healthy and (configured is None or len(healthy) >= p.learn_polls):
+        return statistics.median(healthy)
+    return configured
 
 
 def _debounce(v: Verdict, now: bool, polls: int,
@@ -386,13 +451,28 @@ class _Context:
 
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
-    out: dict[str, Sequence[Rule]] = {}
+    out: dict[str, list[Rule]] = {}
     for device, config in devices:
         if not device.serves(Quantity.LAMP_CURRENT):
             continue
         relays = frozenset(c for c in device.channels(Quantity.RELAY) if c is not None)
-        out[device.name] = [LightingRule(site=site, params=config, has_relay=relays)]
+        supply = _supply(device, [d for d, _ in devices])
+        rule = LightingRule(site=site, params=config, has_relay=relays, controller=device.name,
+                            supply=supply)
+        out.setdefault(device.name, []).append(rule)
+        if supply is not None:
+            out.setdefault(supply, []).append(rule)
     return out
+
+
+def _supply(controller: DeviceInfo, devices: Sequence[DeviceInfo]) -> str | None:
+    """The building's voltage: its incomer if it has one, else any meter there."""
+    if not controller.building:
+        return None
+    meters = [d for d in devices if d.building == controller.building and d is not controller
+              and d.serves(Quantity.VOLTAGE)]
+    meters.sort(key=lambda d: (d.kind != "incomer", d.name))
+    return meters[0].name if meters else None
 
 
 SPEC = RuleSpec(

@@ -36,6 +36,8 @@ class Condition:
     limit: float | None = None
     channel: str | None = None
     message: str = ""
+    # the measurements behind a verdict, for people to judge it (a step's watts, its PF ...)
+    evidence: tuple[tuple[str, float], ...] = ()
 
     @property
     def key(self) -> str:
@@ -92,6 +94,7 @@ class Alarm:
     acked_by: str | None = None
     activations: int = 0
     context: dict[str, str] = field(default_factory=dict)  # building, box, circuit ... for people
+    evidence: dict[str, float] = field(default_factory=dict)  # the latest condition's evidence
     # flags the state is derived from
     condition: bool = False
     in_alarm: bool = False
@@ -118,7 +121,7 @@ class Alarm:
             "acked_by": self.acked_by, "activations": self.activations,
             "condition": self.condition, "latched": self.latched,
             "shelved_until": self.shelved_until, "chattering": self.chattering,
-            "realarms": self.realarms, **self.context,
+            "realarms": self.realarms, "evidence": dict(self.evidence), **self.context,
         }
 
 

@@ -1,31 +1,45 @@
-"""Illegal wiring and load signatures (domain.md §5), from power steps, duration, PF and time.
+"""Illegal wiring and load signatures (domain.md §5): step loads on public circuits.
 
 Per watched sub-circuit (``circuit_kinds``: stairwell lighting and public circuits by default)
-and phase, a step tracker follows the active power: a jump of at least ``step_w`` above the
-median of the last polls opens a *session* with that median as its baseline; the session
-lasts while the excess stays above ``end_fraction`` of the step. On lighting circuits, jumps
-within ``switch_window`` of civil dusk and dawn are the lamps switching: they move the
-baseline instead. A session becomes:
+and phase, a step tracker follows the active power P and the apparent power S (the meter's VA
+register, or V x I). A jump of at least ``step_w`` (or ``noise_k`` x the circuit's own poll-to-
+poll noise, on lift and pump circuits) above the level before it opens a *layer*; a second
+load switched on while the first runs opens a layer above it (two bikes, a heater next to a
+charger), and a drop the size of a lower layer ends that one. A layer lasts while its excess
+stays above ``end_fraction`` of its step, tolerating ``end_polls`` - 1 polls below (a meter
+glitch, a thermostat click). On lighting circuits a step within ``switch_window`` of civil
+dusk or dawn may be the lamps: it counts as a charger only once it creeps or tapers (lamps hold
+flat), and never as an unexpected load; a drop there moves the baseline down.
 
-* ``resistive-load``: a step of at least ``resistive_w`` with step PF >= ``resistive_pf``,
-  held ``resistive_delay`` (a heater where none belongs);
-* ``ebike-charging``: a step of ``ebike_min_w``..``ebike_max_w`` held ``ebike_min_duration``
-  with a confidence >= ``ebike_confidence``; the confidence (0-1, the condition's value) adds
-  up the charger's low PF (no PFC), the night hours (``night_from``..``night_to``, local),
-  a typical CC size and a steady or tapering level;
-* ``unexpected-load``: any other step held ``unexpected_delay`` (on public circuits only at
-  night, where daytime loads are legitimate).
+Features of a layer, never of the whole circuit: its step, its own power factor
+(sum of ΔP / sum of ΔS: the *true* PF, so a charger without PFC reads ~0.5 whether the meter's
+var register counts harmonics or not), its duration, and its shape (a charger's level creeps up
+in constant current and tapers in constant voltage; lamps, timers and appliances hold flat).
+The circuit also remembers when and how big its recent steps were: a load that starts at the
+same time of day at the same size on earlier days is a timer (lobby lights), not a person.
 
-``unmetered-tap`` compares each box's incomer (three phases) with the sum of its metered
-sub-circuits (same building and box): the gap, less ``box_own_w``, above ``tap_tolerance_w``
-+ ``tap_tolerance_pct`` of the incomer's power (median of 5 polls) for ``tap_delay``.
-Powers, not currents, are compared: currents add as phasors, powers add.
+* ``resistive-load``: a step of at least ``resistive_w`` with step PF >= ``resistive_pf``
+  on for ``resistive_delay`` within ``resistive_window`` (a heater cycling on its thermostat
+  counts, a kettle does not);
+* ``ebike-charging``: a layer of ``ebike_min_w``..``ebike_max_w`` held ``ebike_min_duration``
+  with a confidence >= ``ebike_confidence``; the confidence (0-1, the alarm's value) weighs the
+  charger's shape, its PF (no PFC: low; active PFC: near 1, neither for nor against), a typical
+  charger size, the hour (60 % of e-bike fires start 20:00-05:00; daytime charging exists, so
+  the hour adds, it never gates); lamps and timers hold flat to the watt, a charger does not;
+* ``unexpected-load``: any other layer held ``unexpected_delay`` that is not routine and lifts
+  the circuit above the most it drew around that hour on the last days (the upper quartile of
+  each hour, kept per circuit: a guard booth's evening TV, a pump's morning demand are usual),
+  once a day is known (on public circuits only at night, where daytime loads are legitimate).
+
+Every alarm's message carries its evidence: step, PF of the step, duration, baseline.
+``unmetered-tap`` (energy balance of a box) lives in ``rules.taps``.
 
 Pure: state in, state and conditions out; time and time of day come from the readings.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
@@ -51,6 +65,20 @@ SEVERITIES = {EBIKE: Severity.WARNING, RESISTIVE: Severity.WARNING,
               UNEXPECTED: Severity.WARNING, TAP: Severity.CRITICAL}
 PHASES = ("L1", "L2", "L3")
 BASELINE_POLLS = 5
+NOISE_POLLS = 30  # poll-to-poll differences kept for the circuit's noise
+MAX_LAYERS = 3
+FLOOR_POLLS = 30  # the circuit's floor: low decile of this many polls
+FLOOR_SHARE = 0.5  # a charger lifts the floor by at least this share of its step
+MAX_OPENS = 400
+BUSY, BUSY_VERY = 15, 40  # steps a day on a busy circuit
+STEADY_POLLS = 6  # on-polls a heater's level is judged on
+STEADY_SPREAD = 0.1
+MIN_BURST = 360.0  # s: shorter large resistive loads (kettles, 3-5 min) do not add up
+ROUTINE_EXACT = 150.0  # s: people do not plug in at the same minute every day; timers do
+SHAPE_EVERY = 5  # polls per shape sample (a median)
+SHAPE_SAMPLES = 48
+ROUTINE_DAYS = 7
+PROFILE_DAYS = 7
 MAX_PHASE_W = 250_000.0  # anything above on one phase is a garbled reading, not a load
 
 
@@ -63,23 +91,31 @@ class WiringConfig:
     enabled: bool = True
     # circuits watched for e-bikes, heaters and unexpected load (device kinds)
     circuit_kinds: tuple[str, ...] = ("lighting", "public")
-    step_w: Annotated[float, Gt(0)] = 60.0  # W: smallest step tracked
-    end_fraction: Annotated[float, Gt(0), Le(1)] = 0.3  # session ends below this x the step
+    step_w: Annotated[float, Gt(0)] = 50.0  # W: smallest step tracked
+    noise_k: Annotated[float, Ge(0), Le(20)] = 5.0  # steps must also clear k x circuit noise
+    end_fraction: Annotated[float, Gt(0), Le(1)] = 0.3  # a layer ends below this x its step
+    end_polls: Annotated[int, Ge(1), Le(30)] = 3  # ... for this many polls in a row
     switch_window: Annotated[Duration, Ge(0), Le(7200)] = 900.0  # lamps switch near dusk/dawn
-    ebike_min_w: Annotated[float, Ge(0)] = 60.0
-    ebike_max_w: Annotated[float, Gt(0)] = 400.0
-    ebike_min_duration: Annotated[Duration, Ge(0), Le(86400)] = 1200.0
+    ebike_min_w: Annotated[float, Ge(0)] = 50.0
+    ebike_max_w: Annotated[float, Gt(0)] = 500.0
+    ebike_min_duration: Annotated[Duration, Ge(0), Le(86400)] = 2700.0
     ebike_confidence: Annotated[float, Ge(0), Le(1)] = 0.6
     night_from: Annotated[float, Ge(0), Le(24)] = 20.0  # local hour
     night_to: Annotated[float, Ge(0), Le(24)] = 5.0
-    resistive_w: Annotated[float, Gt(0)] = 1000.0
+    resistive_w: Annotated[float, Gt(0)] = 900.0
     resistive_pf: Annotated[float, Gt(0), Le(1)] = 0.97
-    resistive_delay: Annotated[Duration, Ge(0), Le(86400)] = 120.0
-    unexpected_delay: Annotated[Duration, Ge(0), Le(86400)] = 1800.0
+    resistive_delay: Annotated[Duration, Ge(0), Le(86400)] = 600.0  # on-time ...
+    resistive_window: Annotated[Duration, Gt(0), Le(86400)] = 1800.0  # ... within this
+    unexpected_delay: Annotated[Duration, Ge(0), Le(86400)] = 7200.0
+    routine_tolerance: Annotated[Duration, Ge(0), Le(7200)] = 900.0  # same time of day +-
+    routine_days: Annotated[int, Ge(1), Le(ROUTINE_DAYS)] = 1  # earlier days with that step
+    # unmetered taps (rules.taps): a box's energy balance over a window
     box_own_w: Annotated[float, Ge(0)] = 0.0  # W the box itself draws, unmetered
-    tap_tolerance_w: Annotated[float, Ge(0)] = 250.0
+    tap_window: Annotated[Duration, Ge(120), Le(86400)] = 1800.0
+    tap_tolerance_w: Annotated[float, Ge(0)] = 80.0
     tap_tolerance_pct: Annotated[float, Ge(0), Le(100)] = 3.0
-    tap_delay: Annotated[Duration, Ge(0), Le(86400)] = 300.0
+    tap_delay: Annotated[Duration, Ge(0), Le(86400)] = 600.0
+    tap_clear_after: Annotated[Duration, Ge(0), Le(7 * 86400)] = 6 * 3600.0
 
     def __post_init__(self) -> None:
         if self.ebike_min_w >= self.ebike_max_w:
@@ -92,29 +128,41 @@ class WiringConfig:
         return hour >= self.night_from or hour < self.night_to
 
 
-def _clock(ts: float, zone: str) -> str:
+def clock(ts: float, zone: str) -> str:
     return datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%H:%M")
 
 
-# -- circuits ---------------------------------------------------------------------------------
+# -- state ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class Session:
-    """A step up being followed: since when, above which baseline, and what it looks like."""
+class Layer:
+    """One load switched on, followed from its step up to its step down."""
 
     start: float
-    base_p: float
-    base_q: float | None
-    last_p: float  # the latest power (for baseline moves at dusk and dawn)
+    # the alarm's channel: the phase; "L1.2" for a second load on top of one ("/" would split
+    # the MQTT topic)
+    channel: str
+    base: float  # W under this layer (the circuit's baseline plus the layers below)
+    base_s: float | None  # VA under it
+    floor_before: float = 0.0  # the circuit's floor before the step
+    at_switch: bool = False  # began as the lamps switch at dusk: flat, it is the lamps
     polls: int = 0
-    step: float = 0.0  # median excess of the first three polls
-    first: tuple[float, ...] = ()  # those excesses
+    first: tuple[float, ...] = ()  # the first three excesses
     recent: tuple[float, ...] = ()  # the last three excesses
+    below: int = 0  # polls in a row below the end threshold
+    on_polls: int = 0  # polls above it
     peak: float = 0.0  # highest 3-poll median
-    sum_dp: float = 0.0  # paired active and reactive excess, for the step's PF
-    sum_dq: float = 0.0
+    on_levels: tuple[float, ...] = ()  # the latest excesses while on (steadiness)
+    sum_dp: float = 0.0  # paired active and apparent excess: the step's own PF
+    sum_ds: float = 0.0
+    shape: tuple[float, ...] = ()  # one median level per SHAPE_EVERY polls
+    chunk: tuple[float, ...] = ()  # the excesses of the shape sample being filled
     raised: frozenset[str] = frozenset()
     confidence: float = 0.0
+
+    @property
+    def step(self) -> float:
+        return statistics.median(self.first) if self.first else 0.0
 
     @property
     def level(self) -> float:
@@ -122,20 +170,51 @@ class Session:
 
     @property
     def pf(self) -> float | None:
-        if self.sum_dq == 0.0 and self.sum_dp == 0.0:
+        if self.sum_ds <= 0.0 or self.sum_dp <= 0.0:
             return None
-        s = math.hypot(self.sum_dp, self.sum_dq)
-        return abs(self.sum_dp) / s if s > 0 else None
+        return min(1.0, self.sum_dp / self.sum_ds)
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """A closed large resistive layer (a heater's thermostat cycle, a kettle)."""
+
+    end: float
+    on_time: float
 
 
 @dataclass(frozen=True, slots=True)
 class CircuitState:
-    recent: tuple[float, ...] = ()  # last powers outside sessions (the baseline)
-    recent_q: tuple[float, ...] = ()
+    recent: tuple[float, ...] = ()  # last powers outside layers (the baseline)
+    recent_s: tuple[float, ...] = ()
+    diffs: tuple[float, ...] = ()  # |poll-to-poll change|: the noise
+    history: tuple[float, ...] = ()  # every recent power, for the floor
+    opens: tuple[float, ...] = ()  # when layers opened over the last day: how busy it is
+    heater: tuple[str, float] | None = None  # (channel, last on) of a heater alarm held
+    hour: tuple[float, int] | None = None  # (day start, local hour) being gathered
+    hour_powers: tuple[float, ...] = ()
+    # per local hour, the upper quartile of power on each of the last PROFILE_DAYS days
+    profile: tuple[tuple[float, ...], ...] = ((),) * 24
     last: tuple[float, float] | None = None  # (ts, W) of the latest power
-    session: Session | None = None
+    apparent: tuple[float, float] | None = None  # (ts, VA) of the latest apparent power
+    volts: tuple[float, float] | None = None  # (ts, V) for S = V x I
+    amps: tuple[float, float] | None = None
+    last_s: float | None = None  # VA of the last poll that had one
+    layers: tuple[Layer, ...] = ()
+    bursts: tuple[Burst, ...] = ()
+    starts: tuple[tuple[float, float], ...] = ()  # (ts, W) of recent steps: routine
+    first_ts: float | None = None
     day: SunDay | None = None
     verdicts: bool = False  # first (healthy) verdicts emitted
+
+    @property
+    def base(self) -> float:
+        return statistics.median(self.recent) if self.recent else 0.0
+
+    @property
+    def noise(self) -> float:
+        """Robust spread of poll-to-poll changes (median absolute change x 1.4826 / sqrt 2)."""
+        return statistics.median(self.diffs) * 1.05 if len(self.diffs) >= 10 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +224,12 @@ class CircuitRule:
     site: SiteInfo
     params: WiringConfig
     lighting: bool  # a lighting circuit: lamps switch at dusk and dawn; any time is odd
-    q_from: Quantity | None  # REACTIVE_POWER, POWER_FACTOR, or None: PF unknown
+    s_from: frozenset[Quantity]  # {APPARENT_POWER}, {VOLTAGE, CURRENT}, {REACTIVE_POWER} ...
     max_w: float = MAX_PHASE_W
 
     @property
     def quantities(self) -> frozenset[Quantity]:
-        return frozenset({Quantity.POWER} | ({self.q_from} if self.q_from else set()))
+        return frozenset({Quantity.POWER}) | self.s_from
 
     def key(self, reading: Reading) -> Hashable:
         return NAME, reading.device, reading.channel
@@ -162,39 +241,72 @@ class CircuitRule:
 
 def evaluate_circuit(state: CircuitState, reading: Reading,
                      rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
-    """Feed one power, reactive power or PF reading of a watched circuit."""
+    """Feed one power, apparent power, reactive power, PF, voltage or current reading."""
     if not reading.good or reading.channel not in PHASES or not math.isfinite(reading.value):
         return state, []
-    if reading.quantity is Quantity.POWER:
-        if abs(reading.value) > rule.max_w:
+    q, ts, value = reading.quantity, reading.ts, reading.value
+    if q is Quantity.POWER:
+        if abs(value) > rule.max_w:
             return state, []
-        return _power(state, reading, rule)
-    if reading.quantity is rule.q_from:
-        return _reactive(state, reading), []
-    return state, []
-
-
-def _reactive(state: CircuitState, reading: Reading) -> CircuitState:
-    if state.last is None or state.last[0] != reading.ts:
-        return state  # no power of the same poll to pair it with
-    p = state.last[1]
-    if reading.quantity is Quantity.POWER_FACTOR:
-        pf = min(1.0, abs(reading.value))
-        if pf <= 0.0:
-            return state
-        q = abs(p) * math.tan(math.acos(pf))
+        state, out = _power(state, reading, rule)
+        return _pair(state, ts), out
+    if q not in rule.s_from:
+        return state, []
+    if q is Quantity.VOLTAGE:
+        state = replace(state, volts=(ts, value))
+    elif q is Quantity.CURRENT:
+        state = replace(state, amps=(ts, value))
     else:
-        q = abs(reading.value)
-    s = state.session
-    if s is None:
-        return replace(state, recent_q=(*state.recent_q, q)[-BASELINE_POLLS:])
-    if s.base_q is None:
-        return state
-    dp, dq = p - s.base_p, q - s.base_q
-    if dp <= 0:
-        return state
-    return replace(state, session=replace(s, sum_dp=s.sum_dp + dp, sum_dq=s.sum_dq + dq))
+        state = replace(state, apparent=(ts, value))
+    return _pair(state, ts), []
 
+
+def _apparent(state: CircuitState, ts: float) -> float | None:
+    """The poll's apparent power (VA), from whichever source the meter serves."""
+    if state.volts is not None and state.amps is not None and \
+            state.volts[0] == ts == state.amps[0]:
+        return abs(state.volts[1] * state.amps[1])
+    if state.apparent is None or state.apparent[0] != ts:
+        return None
+    return abs(state.apparent[1])
+
+
+def _pair(state: CircuitState, ts: float) -> CircuitState:
+    """Once a poll has both P and S: keep S for the baseline, or add to the top layer's PF."""
+    last = state.last
+    if last is None or last[0] != ts:
+        return state
+    s = _apparent(state, ts)
+    if s is None:
+        return state
+    state = replace(state, apparent=None, volts=None, amps=None, last_s=s)  # used once
+    if not state.layers:
+        return replace(state, recent_s=(*state.recent_s, s)[-BASELINE_POLLS:])
+    top = state.layers[-1]
+    if top.base_s is None:
+        return state
+    dp, ds = last[1] - top.base, s - top.base_s
+    if dp <= 0 or ds <= 0:
+        return state
+    top = replace(top, sum_dp=top.sum_dp + dp, sum_ds=top.sum_ds + ds)
+    return replace(state, layers=(*state.layers[:-1], top))
+
+
+_QUANTITY_FOR_S = (frozenset({Quantity.APPARENT_POWER}),
+                   frozenset({Quantity.VOLTAGE, Quantity.CURRENT}))
+
+
+def s_sources(device: DeviceInfo) -> frozenset[Quantity]:
+    """Where a meter's apparent power comes from: its VA register, else V x I (true RMS
+    either way: the var register of a metering chip counts only the phase shift, which
+    misses a charger's harmonics)."""
+    for quantities in _QUANTITY_FOR_S:
+        if all(device.serves(q) for q in quantities):
+            return quantities
+    return frozenset()
+
+
+# -- the power series -------------------------------------------------------------------------
 
 def _power(state: CircuitState, reading: Reading,
            rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
@@ -202,26 +314,80 @@ def _power(state: CircuitState, reading: Reading,
     params = rule.params
     day = day_of(rule.site, state.day, ts)
     previous = state.last[1] if state.last is not None else None
-    state = replace(state, last=(ts, p), day=day)
+    # the circuit's noise from every poll: one step among NOISE_POLLS barely moves a median
+    diffs = state.diffs if previous is None else \
+        (*state.diffs, abs(p - previous))[-NOISE_POLLS:]
+    history = (*state.history, p)[-2 * FLOOR_POLLS:]
+    state = replace(state, last=(ts, p), day=day, diffs=diffs, history=history,
+                    first_ts=ts if state.first_ts is None else state.first_ts)
     out: list[Condition] = []
     if not state.verdicts and len(state.recent) >= BASELINE_POLLS - 1:
         state = replace(state, verdicts=True)
         out += [_condition(name, reading, False, 0.0, "no step load")
                 for name in (EBIKE, RESISTIVE, UNEXPECTED)]
+    state = _profile(state, day, ts, p)
+    state, gone = _heater_gone(state, reading, rule)
+    out += gone
     switching = rule.lighting and _near_switch(day, ts, params.switch_window)
-    s = state.session
-    if s is None:
-        if len(state.recent) >= 3 and previous is not None and not switching:
-            base = statistics.median(state.recent)
+    threshold = max(params.step_w, params.noise_k * state.noise)
+    if not state.layers:
+        if len(state.recent) >= 3 and previous is not None:
+            base = state.base
             rise = p - base
-            if rise >= params.step_w and p - previous >= 0.5 * rise:
-                base_q = statistics.median(state.recent_q) if state.recent_q else None
-                session = Session(start=ts, base_p=base, base_q=base_q, last_p=p)
-                return _follow(replace(state, session=session), reading, rule, day, out)
+            if rise >= threshold and p - previous >= 0.5 * rise:
+                return _open(state, reading, rule, base, _median_or_none(state.recent_s), out,
+                             at_switch=switching)
         return replace(state, recent=(*state.recent, p)[-BASELINE_POLLS:]), out
-    if switching and previous is not None and abs(p - s.last_p) >= params.step_w:
-        s = replace(s, base_p=s.base_p + p - s.last_p)  # the lamps switched: move the baseline
-    return _follow(replace(state, session=replace(s, last_p=p)), reading, rule, day, out)
+    top = state.layers[-1]
+    if switching and previous is not None and previous - p >= params.step_w:
+        # the lamps went off at dawn: move every layer's baseline down with them
+        shift = p - previous
+        state = replace(state, layers=tuple(replace(la, base=la.base + shift)
+                                            for la in state.layers))
+        return _follow(state, reading, rule, day, out)
+    if previous is not None and len(state.layers) < MAX_LAYERS and top.polls >= 3:
+        under = top.base + top.level
+        rise = p - under
+        if rise >= threshold and p - previous >= 0.5 * rise:
+            return _open(state, reading, rule, under, state.last_s, out, at_switch=switching)
+    if previous is not None and len(state.layers) > 1 and previous - p >= threshold:
+        state, ended = _drop_lower(state, previous - p, reading, rule)
+        out += ended
+    return _follow(state, reading, rule, day, out)
+
+
+def _median_or_none(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _open(state: CircuitState, reading: Reading, rule: CircuitRule, base: float,
+          base_s: float | None, out: list[Condition],
+          at_switch: bool = False) -> tuple[CircuitState, list[Condition]]:
+    phase = str(reading.channel)
+    used = {la.channel for la in state.layers}
+    channel = next(c for n in range(1, MAX_LAYERS + 2)
+                   if (c := phase if n == 1 else f"{phase}.{n}") not in used)
+    layer = Layer(start=reading.ts, channel=channel, base=base, base_s=base_s,
+                  floor_before=floor(state.history[:-1]), at_switch=at_switch)
+    opens = (*(t for t in state.opens if reading.ts - t < 86400), reading.ts)[-MAX_OPENS:]
+    state = replace(state, layers=(*state.layers, layer), opens=opens)
+    day = state.day
+    assert day is not None
+    return _follow(state, reading, rule, day, out)
+
+
+def _drop_lower(state: CircuitState, drop: float, reading: Reading,
+                rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
+    """A step down the size of a lower layer: that load went off while the top one runs."""
+    layers = list(state.layers)
+    k = min(range(len(layers)), key=lambda i: abs(layers[i].level - drop))
+    gone = layers[k]
+    if k == len(layers) - 1 or abs(gone.level - drop) > 0.5 * max(gone.level, 1.0):
+        return state, []  # the top layer's own end, or no layer that size
+    level = gone.level
+    rest = layers[:k] + [replace(la, base=la.base - level) for la in layers[k + 1:]]
+    state = replace(state, layers=tuple(rest))
+    return _closed(state, gone, reading, rule), _clear(gone, reading, level, rule)
 
 
 def _near_switch(day: SunDay, ts: float, window: float) -> bool:
@@ -230,239 +396,347 @@ def _near_switch(day: SunDay, ts: float, window: float) -> bool:
 
 def _follow(state: CircuitState, reading: Reading, rule: CircuitRule, day: SunDay,
             out: list[Condition]) -> tuple[CircuitState, list[Condition]]:
-    s = state.session
-    assert s is not None
-    params, ts, p = rule.params, reading.ts, reading.value
-    excess = p - s.base_p
-    first = s.first if len(s.first) >= 3 else (*s.first, excess)
-    recent = (*s.recent, excess)[-3:]
-    step = statistics.median(first)
-    s = replace(s, polls=s.polls + 1, first=first, recent=recent, step=step)
-    level = s.level
-    s = replace(s, peak=max(s.peak, level))
-    duration = ts - s.start
-    if s.polls >= 3 and level < max(params.step_w / 2, params.end_fraction * step):
-        cleared = [_condition(name, reading, False, level,
-                              f"step gone after {duration / 60:.0f} min "
-                              f"(now {level:+.0f} W over {s.base_p:.0f} W)")
-                   for name in sorted(s.raised)]
-        return replace(state, session=None, recent=(p,), recent_q=()), out + cleared
-    pf = s.pf
-    raised = set(s.raised)
-    since = _clock(s.start, rule.site.timezone)
-    pf_text = f", PF {pf:.2f}" if pf is not None else ""
-    if RESISTIVE not in raised and s.polls >= 3 and duration >= params.resistive_delay and \
-            step >= params.resistive_w and pf is not None and pf >= params.resistive_pf:
-        raised.add(RESISTIVE)
-        out.append(_condition(RESISTIVE, reading, True, level,
-                              f"{step:+.0f} W resistive step{pf_text} for "
-                              f"{duration / 60:.0f} min since {since}: heater or similar "
-                              f"on a circuit not rated for it", limit=params.resistive_w))
+    """The top layer's poll: its excess, its end, and what it looks like so far."""
+    layer = state.layers[-1]
+    params, p = rule.params, reading.value
+    excess = p - layer.base
+    first = layer.first if len(layer.first) >= 3 else (*layer.first, excess)
+    recent = (*layer.recent, excess)[-3:]
+    layer = replace(layer, polls=layer.polls + 1, first=first, recent=recent)
+    end_at = max(params.step_w / 2, params.end_fraction * layer.step)
+    on = excess >= end_at
+    chunk = (*layer.chunk, excess)
+    shape = layer.shape
+    if len(chunk) >= SHAPE_EVERY:
+        shape, chunk = (*shape, statistics.median(chunk))[-SHAPE_SAMPLES:], ()
+    on_levels = (*layer.on_levels, excess)[-STEADY_POLLS:] if on else layer.on_levels
+    layer = replace(layer, below=0 if on else layer.below + 1, on_levels=on_levels,
+                    on_polls=layer.on_polls + (1 if on else 0), chunk=chunk, shape=shape,
+                    peak=max(layer.peak, layer.level) if layer.polls >= 3 else layer.peak)
+    if layer.polls >= 3 and layer.below >= params.end_polls:
+        state = replace(state, layers=state.layers[:-1])
+        state = _closed(state, layer, reading, rule)
+        if not state.layers:  # the polls below the end are the baseline again
+            state = replace(state, recent=tuple(layer.base + e for e in
+                                                layer.recent[-layer.below:]), recent_s=())
+        return state, out + _clear(layer, reading, layer.level, rule)
+    if not on:
+        return replace(state, layers=(*state.layers[:-1], layer)), out  # judged when on
+    layer, raised = _judge(layer, state, reading, rule, day)
+    return replace(state, layers=(*state.layers[:-1], layer)), out + raised
+
+
+def _closed(state: CircuitState, layer: Layer, reading: Reading,
+            rule: CircuitRule) -> CircuitState:
+    if RESISTIVE in layer.raised:  # held through the thermostat's off time (_heater_gone)
+        state = replace(state, heater=(layer.channel, reading.ts))
+    return _remember(state, layer, reading, rule)
+
+
+def _remember(state: CircuitState, layer: Layer, reading: Reading,
+              rule: CircuitRule) -> CircuitState:
+    """Remember a finished layer: its start (routine) and, if large and resistive, its
+    on-time (a heater's thermostat cycles add up)."""
+    params, ts = rule.params, reading.ts
+    starts = tuple(s for s in state.starts if ts - s[0] <= ROUTINE_DAYS * 86400 + 3600)
+    starts = (*starts, (layer.start, layer.step))[-64:]
+    bursts = tuple(b for b in state.bursts if ts - b.end <= params.resistive_window)
+    pf = layer.pf
+    if layer.step >= params.resistive_w and (pf is None or pf >= params.resistive_pf):
+        on_time = layer.on_polls * _poll(layer, ts - layer.start)
+        if on_time >= MIN_BURST:  # a kettle's boil is not a thermostat cycle
+            bursts = (*bursts, Burst(ts, on_time))[-16:]
+    return replace(state, starts=starts, bursts=bursts)
+
+
+def _clear(layer: Layer, reading: Reading, level: float, rule: CircuitRule) -> list[Condition]:
+    duration = reading.ts - layer.start
+    return [_condition(name, reading, False, level,
+                       f"step gone after {duration / 60:.0f} min "
+                       f"(now {level:+.0f} W over {layer.base:.0f} W)", channel=layer.channel)
+            for name in sorted(layer.raised - {RESISTIVE})]
+
+
+def _profile(state: CircuitState, day: SunDay, ts: float, p: float) -> CircuitState:
+    """Gather the hour's powers; at the hour's end keep their upper quartile in its slot."""
+    hour = (day.start, min(23, int(day.hour(ts))))
+    if state.hour == hour or state.hour is None:
+        return replace(state, hour=hour, hour_powers=(*state.hour_powers, p))
+    slot = state.hour[1]
+    profile = state.profile
+    if len(state.hour_powers) >= 10:  # a mostly silent hour says nothing
+        ordered = sorted(state.hour_powers)
+        upper = ordered[(3 * len(ordered)) // 4]
+        profile = (*profile[:slot], (*profile[slot], upper)[-PROFILE_DAYS:], *profile[slot + 1:])
+    return replace(state, hour=hour, hour_powers=(p,), profile=profile)
+
+
+def usual(state: CircuitState, hour: float) -> float | None:
+    """The most this circuit drew around this hour on earlier days (upper quartiles of the
+    hour before, this one and the next); None until a day is known."""
+    h = int(hour) % 24
+    values = [v for k in (h - 1, h, h + 1) for v in state.profile[k % 24]]
+    return max(values) if len(values) >= 2 else None
+
+
+def _heater_gone(state: CircuitState, reading: Reading,
+                 rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
+    """A heater's alarm clears once it has stayed off a whole ``resistive_window``: one
+    page per heater, not one per thermostat cycle."""
+    held = state.heater
+    if held is None or reading.ts - held[1] <= rule.params.resistive_window or any(
+            la.channel == held[0] and RESISTIVE in la.raised for la in state.layers):
+        return state, []
+    off = (reading.ts - held[1]) / 60
+    return replace(state, heater=None), [_condition(
+        RESISTIVE, reading, False, 0.0, f"off for {off:.0f} min", channel=held[0])]
+
+
+def routine(state: CircuitState, layer: Layer, params: WiringConfig,
+            tolerance: float | None = None) -> bool:
+    """The same step at the same time of day on ``routine_days`` earlier days: a timer."""
+    window = params.routine_tolerance if tolerance is None else tolerance
+    days = set()
+    for ts, watts in state.starts:
+        ago = layer.start - ts
+        if ago < 43200:
+            continue
+        off = ago % 86400
+        off = min(off, 86400 - off)
+        if off <= window and abs(watts - layer.step) <= \
+                max(params.step_w / 2, 0.25 * layer.step):
+            days.add(round(ago / 86400))
+    return len(days) >= params.routine_days
+
+
+def _judge(layer: Layer, state: CircuitState, reading: Reading, rule: CircuitRule,
+           day: SunDay) -> tuple[Layer, list[Condition]]:
+    params, ts = rule.params, reading.ts
+    raised = set(layer.raised)
+    out: list[Condition] = []
+    duration = ts - layer.start
+    step, pf = layer.step, layer.pf
+    evidence = _evidence(layer, duration, rule)
+    if RESISTIVE not in raised and layer.polls >= 3 and step >= params.resistive_w and \
+            (pf is None or pf >= params.resistive_pf) and steady(layer.on_levels) and \
+            abs(statistics.median(layer.on_levels) - step) <= STEADY_SPREAD * step:
+        on_time = layer.on_polls * _poll(layer, duration) + sum(
+            min(b.on_time, params.resistive_window - (ts - b.end))
+            for b in state.bursts if ts - b.end <= params.resistive_window)
+        if state.heater is not None and state.heater[0] == layer.channel:
+            raised.add(RESISTIVE)  # the same heater's next thermostat cycle: still raised
+        elif on_time >= params.resistive_delay * busy_factor(state):
+            raised.add(RESISTIVE)
+            out.append(_condition(RESISTIVE, reading, True, layer.level,
+                                  f"{step:+.0f} W resistive step, on {on_time / 60:.0f} min "
+                                  f"in {params.resistive_window / 60:.0f}: heater or similar "
+                                  f"on a circuit not rated for it ({evidence})",
+                                  limit=params.resistive_w, channel=layer.channel,
+                                  evidence=(*facts(layer, duration, state),
+                                            ("on_min", round(on_time / 60, 1)))))
     if EBIKE not in raised and RESISTIVE not in raised and \
             duration >= params.ebike_min_duration and \
-            params.ebike_min_w <= step <= params.ebike_max_w:
-        hour = day.hour(ts)
-        confidence = _confidence(s, params, rule, day.hour(s.start), hour)
-        s = replace(s, confidence=confidence)
+            params.ebike_min_w <= step <= params.ebike_max_w and \
+            charger_like(layer, state) and (not layer.at_switch or _shaped(layer)):
+        confidence = ebike_confidence(layer, state, params, day)
+        layer = replace(layer, confidence=confidence)
         if confidence >= params.ebike_confidence:
             raised.add(EBIKE)
-            shape = "tapering" if level < 0.85 * s.peak else "steady"
             out.append(_condition(
                 EBIKE, reading, True, round(confidence, 2),
-                f"{step:+.0f} W for {duration / 60:.0f} min since {since}, {shape}{pf_text}: "
-                f"likely e-bike charging (confidence {confidence:.2f})",
-                limit=params.ebike_confidence))
+                f"likely e-bike charging, confidence {confidence:.2f} ({evidence}, "
+                f"{_shape_word(layer)})", limit=params.ebike_confidence,
+                channel=layer.channel, evidence=facts(layer, duration, state)))
             if UNEXPECTED in raised:
                 raised.discard(UNEXPECTED)
-                out.append(_condition(UNEXPECTED, reading, False, level,
-                                      "identified as e-bike charging"))
+                out.append(_condition(UNEXPECTED, reading, False, layer.level,
+                                      "identified as e-bike charging", channel=layer.channel))
     night = params.night(day.hour(ts))
-    if not raised & {EBIKE, RESISTIVE, UNEXPECTED} and duration >= params.unexpected_delay \
-            and (rule.lighting or night) and level >= params.step_w:
+    envelope = usual(state, day.hour(ts))
+    above_usual = envelope is not None and layer.base + layer.level > envelope + params.step_w
+    if not raised & {EBIKE, RESISTIVE, UNEXPECTED} and not layer.at_switch and above_usual and \
+            duration >= params.unexpected_delay \
+            and (rule.lighting or night) and layer.level >= params.step_w \
+            and not routine(state, layer, params) and \
+            floor(state.history) - layer.floor_before >= FLOOR_SHARE * layer.step:
         raised.add(UNEXPECTED)
         kind = "lighting" if rule.lighting else "public"
-        out.append(_condition(UNEXPECTED, reading, True, level,
-                              f"{level:+.0f} W above its usual {s.base_p:.0f} W for "
-                              f"{duration / 60:.0f} min since {since}{pf_text}: unexpected "
-                              f"load on a {kind} circuit", limit=params.step_w))
-    return replace(state, session=replace(s, raised=frozenset(raised))), out
+        out.append(_condition(UNEXPECTED, reading, True, layer.level,
+                              f"unexpected load on a {kind} circuit ({evidence})",
+                              limit=params.step_w, channel=layer.channel,
+                              evidence=facts(layer, duration)))
+    return replace(layer, raised=frozenset(raised)), out
 
 
-def _confidence(s: Session, params: WiringConfig, rule: CircuitRule, start_hour: float,
-                hour: float) -> float:
-    """How much a held step looks like an e-bike charger (domain.md §5)."""
-    c = 0.35
-    pf = s.pf
-    if pf is None:
-        c += 0.1  # not measured: neither for nor against
-    elif pf <= 0.75:
-        c += 0.3  # switched-mode charger without PFC
-    elif pf <= 0.85:
-        c += 0.15
-    elif pf <= 0.95:
-        c -= 0.15
-    else:
-        c -= 0.3  # resistive: not a charger
-    c += 0.15 if params.night(start_hour) or params.night(hour) else -0.1
-    if 100.0 <= s.step <= 300.0:
-        c += 0.1  # 48 V packs at 2-5 A
-    level = s.level
-    if 0.5 * s.step <= level <= 1.2 * s.step:
-        c += 0.05  # CC: steady, creeping up; CV: tapering
-        if level < 0.85 * s.peak:
-            c += 0.05
+def _poll(layer: Layer, duration: float) -> float:
+    return duration / max(1, layer.polls - 1)
+
+
+def _evidence(layer: Layer, duration: float, rule: CircuitRule) -> str:
+    pf = layer.pf
+    pf_text = f"PF of the step {pf:.2f}" if pf is not None else "PF of the step unknown"
+    return (f"step {layer.step:+.0f} W on {layer.base:.0f} W, now {layer.level:+.0f} W, "
+            f"{pf_text}, {duration / 60:.0f} min since "
+            f"{clock(layer.start, rule.site.timezone)}")
+
+
+def trend(layer: Layer) -> float:
+    """Relative change of the level from the first hour's start to its latest sample
+    (positive: creeping up, negative: tapering); 0 with too few samples."""
+    if len(layer.shape) < 4 or layer.step <= 0:
+        return 0.0
+    first = statistics.median(layer.shape[:2])
+    return (statistics.median(layer.shape[-2:]) - first) / max(first, 1.0)
+
+
+def busy_penalty(state: CircuitState) -> float:
+    """Loads come and go all day on a circuit with a lift, a pump or a guard booth: a step
+    there is weaker evidence than on a stairwell where nothing else moves."""
+    steps = len(state.opens)
+    return 0.3 if steps >= BUSY_VERY else 0.15 if steps >= BUSY else 0.0
+
+
+def busy_factor(state: CircuitState) -> float:
+    """How much longer a heater must be seen on a busy circuit (a lift's evening rush, a guard
+    booth's kettle then rice cooker look like a heater for a while)."""
+    steps = len(state.opens)
+    return 2.0 if steps >= BUSY_VERY else 1.5 if steps >= BUSY else 1.0
+
+
+def steady(levels: Sequence[float]) -> bool:
+    """A heating element draws the same to the watt while it is on (P ~ V², the voltage moves
+    a few %); a lift's runs, a cooker's phases and a vacuum moving about do not. The trimmed
+    range (one outlier either side dropped: a lift run on top) within STEADY_SPREAD."""
+    if len(levels) < STEADY_POLLS:
+        return False
+    ordered = sorted(levels)[1:-1]
+    mid = statistics.median(ordered)
+    return mid > 0 and ordered[-1] - ordered[0] <= STEADY_SPREAD * mid
+
+
+def charger_like(layer: Layer, state: CircuitState) -> bool:
+    """A charger is there all the time: the circuit's floor (its low decile over FLOOR_POLLS)
+    has risen by most of the step since before it. A freezer's or a lift's cycles come and go
+    and leave the floor where it was; so do appliances switched on and off around the step."""
+    step = layer.step
+    if not 0.3 * step <= layer.level <= 2.0 * step:
+        return False
+    return floor(state.history) - layer.floor_before >= FLOOR_SHARE * step
+
+
+def floor(history: Sequence[float]) -> float:
+    """The low decile of the last FLOOR_POLLS powers: what stays on through every cycle."""
+    recent = sorted(history[-FLOOR_POLLS:])
+    return recent[len(recent) // 10] if recent else 0.0
+
+
+def wander(layer: Layer) -> float:
+    """The largest change between consecutive five-minute levels of a layer."""
+    jumps = [abs(b - a) for a, b in itertools.pairwise(layer.shape)]
+    return max(jumps) if jumps else 0.0
+
+
+def flat(layer: Layer) -> bool:
+    """Held within 2 % for the whole layer: lamps, a timer, an appliance at one setting."""
+    if len(layer.shape) < 6:
+        return False
+    mid = statistics.median(layer.shape)
+    return mid > 0 and (max(layer.shape) - min(layer.shape)) <= 0.02 * mid
+
+
+def _shaped(layer: Layer) -> bool:
+    """Creeping up (constant current) or tapering (constant voltage): not a lamp."""
+    return layer.level < 0.85 * layer.peak or trend(layer) >= 0.02
+
+
+def _shape_word(layer: Layer) -> str:
+    t = trend(layer)
+    if layer.level < 0.85 * layer.peak:
+        return "tapering"
+    if t >= 0.02:
+        return "creeping up"
+    return "steady"
+
+
+def ebike_confidence(layer: Layer, state: CircuitState, params: WiringConfig,
+                     day: SunDay) -> float:
+    """How much a held layer looks like an e-bike charger (domain.md §5, bench/corpus)."""
+    c = 0.45
+    pf = layer.pf
+    if pf is not None:
+        if pf <= 0.75:
+            c += 0.15  # a switched-mode charger without PFC: harmonics
+        elif pf < 0.93:
+            c -= 0.15  # a motor or a mixed appliance
+    if 80.0 <= layer.step <= 400.0:
+        c += 0.05  # 48-72 V packs at 1.5-5 A
+    t = trend(layer)
+    if layer.level < 0.85 * layer.peak or t >= 0.02:
+        c += 0.15  # constant current creeping up, or constant voltage tapering
+    elif flat(layer):
+        c -= 0.2  # lamps or a timer hold flat to the watt
+    if params.night(day.hour(layer.start) % 24):
+        c += 0.1
+    if routine(state, layer, params, tolerance=ROUTINE_EXACT):
+        c -= 0.3  # the same load at the same minute as on an earlier day: a timer, a pump
+    c -= busy_penalty(state)
     return max(0.0, min(1.0, c))
 
 
+def facts(layer: Layer, duration: float,
+          state: CircuitState | None = None) -> tuple[tuple[str, float], ...]:
+    """A layer's evidence as numbers (InfluxDB fields, MQTT ``evidence``)."""
+    out = [("steps_24h", float(len(state.opens)) if state else 0.0),
+           ("step_w", round(layer.step, 1)), ("level_w", round(layer.level, 1)),
+           ("floor_before_w", round(layer.floor_before, 1)),
+           ("wander_w", round(wander(layer), 1)),
+           ("baseline_w", round(layer.base, 1)), ("duration_min", round(duration / 60, 1)),
+           ("trend", round(trend(layer), 3))]
+    if layer.pf is not None:
+        out.append(("step_pf", round(layer.pf, 3)))
+    if layer.confidence:
+        out.append(("confidence", round(layer.confidence, 2)))
+    return tuple(out)
+
+
 def _condition(rule: str, reading: Reading, active: bool, value: float, what: str,
-               limit: float | None = None) -> Condition:
-    where = reading.device if reading.channel in (None, "L1") else \
-        f"{reading.device} {reading.channel}"
+               limit: float | None = None, channel: str | None = None,
+               evidence: tuple[tuple[str, float], ...] = ()) -> Condition:
+    channel = channel or reading.channel
+    where = reading.device if channel in (None, "L1") else f"{reading.device} {channel}"
+    if channel is not None and "." in channel:
+        where += " (a second load)"
     message = f"{where}: {what}" if active else f"{where}: {rule} cleared ({what})"
-    return Condition(rule=rule, device=reading.device, channel=reading.channel, active=active,
+    return Condition(rule=rule, device=reading.device, channel=channel, active=active,
                      severity=SEVERITIES[rule], ts=reading.ts, value=round(value, 3),
-                     limit=limit, message=message)
-
-
-# -- unmetered taps ---------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class TapState:
-    incomer: Mapping[str, tuple[float, float]]  # phase -> (ts, W)
-    subs: Mapping[tuple[str, str | None], tuple[float, float]]  # (device, phase) -> (ts, W)
-    evaluated: float | None = None
-    gaps: tuple[float, ...] = ()
-    above_since: float | None = None
-    active: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TapRule:
-    """One box: its incomer's power against the sum of its metered sub-circuits."""
-
-    site: SiteInfo
-    params: WiringConfig
-    incomer: str
-    subs: frozenset[str]
-    where: str  # "b12 box 1"
-    skew: float  # s: how far apart in time readings may be to be compared
-
-    @property
-    def quantities(self) -> frozenset[Quantity]:
-        return _POWER
-
-    def key(self, reading: Reading) -> Hashable:
-        return TAP, self.incomer
-
-    def step(self, state: TapState | None,
-             reading: Reading) -> tuple[TapState, list[Condition]]:
-        return evaluate_tap(state or TapState(incomer={}, subs={}), reading, self)
-
-
-_POWER = frozenset({Quantity.POWER})
-
-
-def evaluate_tap(state: TapState, reading: Reading,
-                 rule: TapRule) -> tuple[TapState, list[Condition]]:
-    """Feed one power reading of the box's incomer or one of its sub-circuits."""
-    if reading.quantity is not Quantity.POWER or not reading.good or \
-            reading.channel not in PHASES or not math.isfinite(reading.value) or \
-            abs(reading.value) > MAX_PHASE_W:
-        return state, []
-    ts = reading.ts
-    if reading.device == rule.incomer:
-        state = replace(state, incomer={**state.incomer, str(reading.channel): (ts, reading.value)})
-    elif reading.device in rule.subs:
-        state = replace(state, subs={**state.subs, (reading.device, reading.channel):
-                                     (ts, reading.value)})
-    else:
-        return state, []
-    phases = [state.incomer.get(p) for p in PHASES]
-    if any(v is None for v in phases):
-        return state, []
-    t_in = max(v[0] for v in phases if v is not None)
-    if min(v[0] for v in phases if v is not None) != t_in or \
-            (state.evaluated is not None and t_in <= state.evaluated):
-        return state, []
-    subs_seen = {d for d, _ in state.subs}
-    if subs_seen != rule.subs or any(abs(t - t_in) > rule.skew for t, _ in state.subs.values()):
-        return state, []
-    return _tap(state, reading, rule, t_in, sum(v[1] for v in phases if v is not None))
-
-
-def _tap(state: TapState, reading: Reading, rule: TapRule, t_in: float,
-         incomer_w: float) -> tuple[TapState, list[Condition]]:
-    p = rule.params
-    metered = sum(w for _, w in state.subs.values())
-    gaps = (*state.gaps, incomer_w - metered - p.box_own_w)[-5:]
-    state = replace(state, evaluated=t_in, gaps=gaps)
-    if len(gaps) < 3:
-        return state, []
-    gap = statistics.median(gaps)
-    limit = p.tap_tolerance_w + p.tap_tolerance_pct / 100 * abs(incomer_w)
-    above = gap > limit
-    since = state.above_since
-    if above:
-        since = since if since is not None else t_in
-    elif state.active and gap > 0.7 * limit:
-        since = since if since is not None else t_in  # deadband: stay active
-    else:
-        since = None
-    state = replace(state, above_since=since)
-    active = since is not None and (bool(state.active) or t_in - since >= p.tap_delay)
-    if active == state.active:
-        return state, []
-    state = replace(state, active=active)
-    text = (f"{rule.where}: incomer {incomer_w:.0f} W is {gap:.0f} W above its metered "
-            f"sub-circuits ({metered:.0f} W; tolerance {limit:.0f} W)")
-    if active:
-        assert since is not None
-        text += f" for {(t_in - since) / 60:.0f} min since {_clock(since, rule.site.timezone)}:" \
-                f" unmetered tap or unmetered circuit"
-    else:
-        text += ": unmetered-tap cleared"
-    return state, [Condition(rule=TAP, device=rule.incomer, channel=None, active=active,
-                             severity=SEVERITIES[TAP], ts=t_in, value=round(gap, 1),
-                             limit=round(limit, 1), message=text)]
+                     limit=limit, message=message, evidence=evidence)
 
 
 # -- building from config ---------------------------------------------------------------------
 
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
+    from rules.taps import tap_rules  # the box balance: its own module, same config table
+
     out: dict[str, list[Rule]] = {}
     meters = [(d, c) for d, c in devices if d.serves(Quantity.POWER) and d.kind != "fire-panel"]
     for device, config in meters:
         if device.kind in config.circuit_kinds:
-            q_from = Quantity.REACTIVE_POWER if device.serves(Quantity.REACTIVE_POWER) else \
-                Quantity.POWER_FACTOR if device.serves(Quantity.POWER_FACTOR) else None
             max_w = MAX_PHASE_W if device.rated_current is None else \
                 max(1000.0, 3 * 250.0 * device.rated_current)
             out.setdefault(device.name, []).append(CircuitRule(
-                site=site, params=config, lighting=device.kind == "lighting", q_from=q_from,
-                max_w=max_w))
-    for device, config in meters:
-        if device.kind != "incomer" or not device.box:
-            continue
-        subs = frozenset(d.name for d, _ in meters if d.kind != "incomer"
-                         and d.building == device.building and d.box == device.box)
-        if not subs or not all(device.serves(Quantity.POWER) and
-                               (Quantity.POWER, ph) in device.points for ph in PHASES):
-            continue
-        where = f"b{device.building} box {device.box}" if device.building else \
-            f"box {device.box}"
-        tap = TapRule(site=site, params=config, incomer=device.name, subs=subs, where=where,
-                      skew=max(10.0, 1.5 * device.poll))
-        for name in (device.name, *sorted(subs)):
-            out.setdefault(name, []).append(tap)
+                site=site, params=config, lighting=device.kind == "lighting",
+                s_from=s_sources(device), max_w=max_w))
+    for name, rules in tap_rules(site, meters).items():
+        out.setdefault(name, []).extend(rules)
     return out
 
 
 SPEC = RuleSpec(
     name=NAME, params=WiringConfig, build=_build,
     summary="illegal wiring: e-bike charging, resistive loads and unexpected load on "
-            "lighting/public circuits; unmetered taps (incomer above its sub-circuits)",
+            "lighting/public circuits; unmetered taps (a box's energy balance)",
     alarms={EBIKE: "warning: an e-bike charger's signature (confidence 0-1 as the value)",
             RESISTIVE: "warning: a large PF~1 step (heater) on a circuit not meant for it",
             UNEXPECTED: "warning: sustained extra load on a lighting or public circuit",
-            TAP: "critical: a box's incomer draws more than its metered sub-circuits"})
+            TAP: "critical: a box's incomer draws more energy than its metered sub-circuits"})

@@ -35,7 +35,15 @@ from simulator.community.truth import TruthRecord, write_truth
 from simulator.services import InfluxDB, Mosquitto, port_open
 from simulator.toml_writer import dump_toml
 
-DEMO_POLL = "1s"
+DEMO_POLL_REAL = 1.0  # real s between a device's polls, at any compression
+
+
+def demo_poll(compression: float) -> str:
+    """The devices' ``poll`` for the demo's config: one real second (``DEMO_POLL_REAL``)
+    expressed on the scenario's clock, which the daemon's schedules run on (at compression
+    120, "120s"). Profile points with their own poll (smoke flags "1s", energy "60s") keep
+    it, in simulated time too."""
+    return f"{max(1.0, DEMO_POLL_REAL * compression):g}s"
 
 
 @dataclass
@@ -87,8 +95,8 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
             watch.truth, watch.sim_time = runner.truth, runner.sim_time
             write_truth(scenario, var / "truth.json")
             conf = _write_config(var, daemon_config(scenario.community, runner.endpoints,
-                                                    poll=DEMO_POLL), broker.port, influx.port,
-                                 scenario.compression)
+                                                    poll=demo_poll(scenario.compression)),
+                                 broker.port, influx.port)
             daemon_log = var / "daemon.log"
             grafana = _grafana_provisioning(var / "grafana", influx.port)
             _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json",
@@ -124,17 +132,15 @@ def _free_port_block(n: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no block of free ports for the fire panels")
 
 
-def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int,
-                  compression: float) -> Path:
+def _write_config(var: Path, raw: dict[str, Any], mqtt_port: int, influx_port: int) -> Path:
     raw = {**raw,
            "influxdb": {"url": f"http://127.0.0.1:{influx_port}", "database": "firewarden",
                         "flush_interval": "1s"},
            "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
            "daemon": {"state_dir": str(var / "state")},
-           # The daemon runs on the scenario's clock, where one real 1 s poll is `compression`
-           # simulated seconds: give silence detection a few polls, and keep the 5-minute fire
-           # re-alarm from paging every few real seconds.
-           "rules": {"comms": {"silent_after": f"{max(100.0, 5 * compression):.0f}s"}},
+           # The daemon's polls and rules run on the scenario's clock (silence detection
+           # follows the configured poll by itself); keep the 5-minute fire re-alarm from
+           # paging every few real seconds of a compressed evening.
            "alarms": {"rule": {"fire": {"realarm_after": "2h"}}}}
     path = var / "demo.toml"
     path.write_text(dump_toml(raw, "written by `firewarden demo` for the simulated community"),

@@ -3,7 +3,9 @@
 Each ``SimulatedDevice`` answers with the register map of its profile and holds engineering
 values per point; ``set`` encodes into the datastore at once, so values can change while the
 server runs. Reads that span a profile's holes get "illegal data address", like the device.
-Tests can also make a device answer "busy" (``busy_next``) or fail (``fail``).
+Tests can also make a device answer "busy" (``busy_next``) or fail (``fail``), or answer like a
+TCP gateway whose serial device is silent (``no_response``). ``on_read``, when set, runs before
+every client read, so values can be computed when they are read (``bench.corpus_serve``).
 
 Manual use, e.g. with mbpoll::
 
@@ -17,7 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -93,9 +95,15 @@ class _DeviceContext(ModbusDeviceContext):
         self.holes = tuple(holes)
         self.busy_next = 0
         self.fail = False
+        self.no_response = False
+        self.on_read: Callable[[], None] | None = None
 
     def getValues(self, func_code: int, address: int, count: int = 1) -> Any:
         if func_code in (1, 2, 3, 4):  # reads, not the read-back of a write
+            if self.on_read is not None:
+                self.on_read()
+            if self.no_response:
+                return ExcCodes.GATEWAY_NO_RESPONSE
             if self.fail:
                 return ExcCodes.DEVICE_FAILURE
             if self.busy_next > 0:
@@ -154,6 +162,28 @@ class SimulatedDevice:
     @fail.setter
     def fail(self, value: bool) -> None:
         self.context.fail = value
+
+    @property
+    def no_response(self) -> bool:
+        """While true every read answers exception 11, "gateway target device failed to
+        respond", at once: what an RS-485-to-Ethernet gateway says when the serial device
+        behind it stays silent (its own serial timeout already spent)."""
+        return bool(self.context.no_response)
+
+    @no_response.setter
+    def no_response(self, value: bool) -> None:
+        self.context.no_response = value
+
+    @property
+    def on_read(self) -> Callable[[], None] | None:
+        """Called before every client read (function 1-4) is answered, e.g. to set the values
+        the device holds at this moment; it may also set ``no_response`` or ``fail``."""
+        hook: Callable[[], None] | None = self.context.on_read
+        return hook
+
+    @on_read.setter
+    def on_read(self, hook: Callable[[], None] | None) -> None:
+        self.context.on_read = hook
 
     def answer(self, function: int, address: int, count: int) -> list[int] | list[bool] | int:
         """What the device answers to a read (function 1-4): the values, or a Modbus exception

@@ -146,6 +146,9 @@ def alarm_line(event: AlarmEvent, site: str, tags: Mapping[str, str] | None = No
         fields["value"] = float(alarm.value)
     fields["message"] = alarm.message
     fields["alarm_id"] = alarm.alarm_id
+    for name, number in alarm.evidence.items():  # e.g. step_w, step_pf: judge it in Grafana
+        if name not in fields and math.isfinite(number):
+            fields[name] = float(number)
     tags = {"site": site, "building": building, "device": alarm.device, "rule": alarm.rule,
             "severity": alarm.severity.value}
     if alarm.channel:

@@ -3,10 +3,21 @@
 The poller owns its bus. Every transaction holds one lock (a bus carries one frame at a time),
 each device is read on a fixed grid of its ``poll`` interval that never drifts (an overrun skips
 slots instead of bursting to catch up), and points with their own ``poll`` are read on their own
-grid. A failing device backs off alone (capped, jittered exponential) while its neighbours keep
+grid. A failing device backs off alone (capped, jittered exponential, from its second failure
+in a row: one lost answer is simply retried at its next slot) while its neighbours keep
 their slots; a busy device is retried without touching the link; a broken link is closed and
 reconnected with its own capped backoff. Logging follows transitions: the first failure at
 ERROR, repeats at DEBUG, one INFO line on recovery.
+
+Schedules run on the poller's clock: ``rate`` is how many clock seconds pass per real second (1
+on a real site; a simulated clock running R× real time gives R). Poll intervals (the device's
+and the points' own) and the stagger are in clock seconds, so they are waited as ``interval /
+rate`` real seconds; timeouts, busy retries and backoff are about the link and the devices'
+real behaviour and stay in real seconds.
+
+The devices of one distribution box (the same non-empty ``building`` and ``box``) share one
+stagger slot and are read back to back, so an incomer and its sub-circuit meters are compared
+on readings taken within a few milliseconds of each other, not up to a poll interval apart.
 
 Which failures are whose: a Modbus exception, a timeout (``ModbusTimeoutError``) or a garbled
 answer (``ModbusFrameError``) is the device's, so only that device backs off and the link stays
@@ -58,6 +69,10 @@ class DeviceSettings(Protocol):
     def poll(self) -> float: ...
     @property
     def enabled(self) -> bool: ...
+    @property
+    def building(self) -> str: ...
+    @property
+    def box(self) -> str: ...  # with building: devices of one box share a stagger slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +225,24 @@ class _DeviceState:
         return self.device.config.name
 
 
+def stagger_groups(devices: Sequence[DeviceSettings]) -> list[int]:
+    """Each device's stagger slot (0, 1, ... in order of first appearance; pure): devices of
+    one distribution box (same non-empty ``building`` and ``box``) share a slot, every other
+    device has its own."""
+    slots: dict[tuple[str, ...], int] = {}
+    out = []
+    for i, device in enumerate(devices):
+        key = ("box", device.building, device.box) if device.box else ("device", str(i))
+        out.append(slots.setdefault(key, len(slots)))
+    return out
+
+
 @dataclass(eq=False)
 class _Job:
     """One poll group: the points of one device that share an interval."""
 
     state: _DeviceState
-    interval: float
+    interval: float  # real seconds between polls (the clock interval / rate)
     requests: list[ReadRequest]
     next_due: float = 0.0
     seq: int = field(default=0)
@@ -229,21 +256,30 @@ class BusPoller:
     """Polls every device of one bus and emits their Readings; an async context manager."""
 
     def __init__(self, *, bus: BusSettings, devices: Sequence[PolledDevice], emit: Emit,
-                 clock: Clock = time.time, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+                 clock: Clock = time.time, backoff: Backoff = DEFAULT_BACKOFF,
+                 rate: float = 1.0) -> None:
+        """``rate``: ``clock`` seconds per real second (see the module docstring)."""
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate!r}")
         self._bus = bus
         self._emit_fn = emit
         self._clock = clock
+        self._rate = rate
         self._lag_ms = 0.0
         self._backoff = backoff
         self._transport = make_transport(bus)  # fails early for unsupported bus types
         self._lock = asyncio.Lock()
         self._jobs: list[_Job] = []
-        for device in devices:
-            if not device.config.enabled:
-                continue
+        self._slot: dict[int, int] = {}  # id(device state) -> stagger slot
+        enabled = [d for d in devices if d.config.enabled]
+        slots = stagger_groups([d.config for d in enabled])
+        for device, slot in zip(enabled, slots, strict=True):
             state = _DeviceState(device)
+            self._slot[id(state)] = slot
             for interval, requests in device_plan(device, bus_cost(bus, device.profile)):
-                self._jobs.append(_Job(state, interval, requests, seq=len(self._jobs)))
+                self._jobs.append(_Job(state, interval / rate, requests, seq=len(self._jobs)))
+        self._slots = max(slots, default=-1) + 1
+        self._slot_due: dict[int, float] = {}  # slot -> due time of its latest poll cycle
         self._link_failures = 0
         self._link_retry_at = 0.0
         self._emit_failures = 0
@@ -278,12 +314,12 @@ class BusPoller:
         start = loop.time()
         # Stagger the devices across their poll interval instead of making them all due at
         # the same instant: readings then arrive spread out (no burst into the pipeline's
-        # queue), and each poll starts on time instead of waiting behind the whole bus.
-        devices = list(dict.fromkeys(id(job.state) for job in self._jobs))
+        # queue), and each poll starts on time instead of waiting behind the whole bus. The
+        # devices of one box share a slot (due together, polled back to back in config order).
         for job in self._jobs:
-            rank = devices.index(id(job.state))
-            poll = job.state.device.config.poll
-            job.next_due = start + min(job.interval, poll) * rank / len(devices)
+            rank = self._slot[id(job.state)]
+            poll = job.state.device.config.poll / self._rate
+            job.next_due = start + min(job.interval, poll) * rank / self._slots
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
@@ -292,8 +328,12 @@ class BusPoller:
             delay = job.due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            # how late this poll starts against its schedule (a slow bus, a busy loop)
-            self._lag_ms = max(self._lag_ms, (loop.time() - job.due) * 1000)
+            # how late this poll starts against its schedule (a slow bus, a busy loop); the
+            # devices of a box after the first wait for it by design, which is not lag
+            slot = self._slot[id(job.state)]
+            if self._slot_due.get(slot) != job.due:
+                self._slot_due[slot] = job.due
+                self._lag_ms = max(self._lag_ms, (loop.time() - job.due) * 1000)
             try:
                 await self._poll(job)
             except Exception:  # a bug must not silence the whole bus
@@ -363,11 +403,18 @@ class BusPoller:
         state.errors += 1
         if exc is not None:  # a device-level failure: this device backs off alone
             state.failures += 1
-            delay = self._backoff.delay(state.failures)
+            # One lost answer is retried at the device's next slot, as on a real site where
+            # the backoff (real seconds) is shorter than a poll anyway; from the second failure
+            # in a row the device backs off. On a fast simulated clock a first backoff of ~1 s
+            # real would silence the device for many simulated polls.
+            # (Without a delay its other poll groups still queue behind whatever became due
+            # during this failure, so the neighbours go first.)
+            delay = self._backoff.delay(state.failures - 1) if state.failures > 1 else 0.0
             state.retry_at = asyncio.get_running_loop().time() + delay
             level = logging.ERROR if state.failures == 1 else logging.DEBUG
-            log.log(level, "device %s (unit %d on %s): %s; next try in %.1fs", state.name,
-                    state.device.config.unit, self._bus.name, exc, delay)
+            log.log(level, "device %s (unit %d on %s): %s; next try %s", state.name,
+                    state.device.config.unit, self._bus.name, exc,
+                    f"in {delay:.1f}s" if delay else "at its next poll")
         self._health(state, ts, online=False, latency_ms=None)
 
     def _health(self, state: _DeviceState, ts: float, *, online: bool,

@@ -45,6 +45,7 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
                       "timeout": timeout})
     devices = []
     lights = {b.lighting.name: b.lighting for b in community.buildings}
+    own = {box.incomer: 3 * box.base_w for box in community.boxes()}
     for d in community.devices():
         entry: dict[str, Any] = {"name": d.name, "bus": d.bus, "unit": d.unit,
                                  "profile": d.profile, "poll": poll, "building": d.building}
@@ -56,6 +57,8 @@ def daemon_config(community: Community, endpoints: Endpoints, *, poll: str = "2s
             entry["rated_current"] = d.rated_current
         if d.name in lights:
             entry["rules"] = {"lighting": lighting_rules(lights[d.name])}
+        if d.name in own:  # the box's own unmetered draw: the tap balance allows for it
+            entry["rules"] = {"wiring": {"box_own_w": own[d.name]}}
         devices.append(entry)
     panels = []
     for b in community.buildings:

@@ -119,19 +119,20 @@ async def test_missing_unit_backs_off_alone(sim: ModbusTcpSimulator, sdm630: Pro
     devices = [device(sdm630, 1, poll=0.2), device(sdm630, 7, poll=0.2)]
     async with BusPoller(bus=bus_for(sim), devices=devices, emit=got,
                          backoff=Backoff(base=0.4, cap=0.8, jitter=0.0)):
-        await got.wait(lambda: len(got.of("m7", Quantity.ERRORS)) >= 4, "4 failed polls of m7")
+        await got.wait(lambda: len(got.of("m7", Quantity.ERRORS)) >= 5, "5 failed polls of m7")
     missing = got.of("m7", Quantity.ONLINE)
     assert missing
     assert all(r.value == 0.0 for r in missing)
     errors = [r.value for r in got.of("m7", Quantity.ERRORS)]
     assert errors == sorted(errors)
-    assert errors[-1] >= 4
+    assert errors[-1] >= 5
     assert not got.of("m7", Quantity.VOLTAGE, "L1")  # no values from a device that is not there
     present = got.of("m1", Quantity.ONLINE)
     assert all(r.value == 1.0 for r in present)
     assert [r.value for r in got.of("m1", Quantity.ERRORS)][-1] == 0.0
-    # m7 waits 0.4-0.8 s between tries; m1 keeps its 0.2 s grid, so it polls far more often
-    assert len(got.of("m1", Quantity.VOLTAGE, "L1")) > 2 * len(missing)
+    # m7 tries again at its next slot once, then waits 0.4-0.8 s between tries; m1 keeps its
+    # 0.2 s grid, so it polls far more often
+    assert len(got.of("m1", Quantity.VOLTAGE, "L1")) > 2 * (len(missing) - 1)
     assert got.of("m1", Quantity.LATENCY)
 
 
@@ -235,6 +236,33 @@ async def test_transport_error_kinds(sim: ModbusTcpSimulator) -> None:
     transport = ModbusTcpTransport(host="127.0.0.1", port=sim.port, timeout=1.0)
     with pytest.raises(ModbusLinkError, match="not connected"):
         await transport.read(RegisterType.INPUT, 0, 2, 1)
+
+
+async def test_values_set_when_read_and_a_silent_device_behind_the_gateway(
+        sim: ModbusTcpSimulator) -> None:
+    """``on_read`` runs before each read is answered (values computed at read time), and
+    ``no_response`` answers exception 11 at once, the link staying up."""
+    meter = sim.device(1)
+    reads: list[int] = []
+
+    def fresh() -> None:
+        reads.append(1)
+        meter.set("voltage", 200.0 + len(reads), "L1")
+
+    meter.on_read = fresh
+    async with ModbusTcpTransport(host="127.0.0.1", port=sim.port, timeout=1.0) as transport:
+        first = await transport.read(RegisterType.INPUT, 0, 2, 1)
+        second = await transport.read(RegisterType.INPUT, 0, 2, 1)
+        assert (first, second) == ([0x4349, 0x0000], [0x434A, 0x0000])  # 201.0, 202.0
+        meter.no_response = True
+        with pytest.raises(ModbusDeviceError) as silent:
+            await transport.read(RegisterType.INPUT, 0, 2, 1)
+        assert silent.value.code == 11
+        assert transport.connected
+        meter.no_response = False
+        meter.on_read = None
+        assert await transport.read(RegisterType.INPUT, 0, 2, 1) == [0x434B, 0x0000]
+    assert len(reads) == 3
 
 
 GENERIC = Profile.model_validate({

@@ -17,6 +17,7 @@ from drivers.modbus.poller import (
     device_plan,
     next_slot,
     point_interval,
+    stagger_groups,
 )
 from drivers.profile import Point, load_profile
 
@@ -92,3 +93,15 @@ def test_decode_responses_marks_bad_values() -> None:
     assert readings[1].quality is Quality.BAD
     assert {r.ts for r in readings} == {123.0}
     assert {r.device for r in readings} == {"m1"}
+
+
+def test_devices_of_one_box_share_a_stagger_slot() -> None:
+    """Same building and box: one slot; no box, or the same box number in another building:
+    a slot of its own; slots are numbered in order of first appearance."""
+    def cfg(name: str, building: str = "", box: str = "") -> DeviceConfig:
+        return DeviceConfig(name=name, bus="b", unit=1, profile="eastron-sdm630",
+                            building=building, box=box)
+    devices = [cfg("a", "12", "1"), cfg("b"), cfg("c", "12", "1"), cfg("d", "13", "1"),
+               cfg("e", "12", "2"), cfg("f"), cfg("g", "12", "2"), cfg("h", "12")]
+    assert stagger_groups(devices) == [0, 1, 0, 2, 3, 4, 3, 5]
+    assert stagger_groups([]) == []
