@@ -1,8 +1,9 @@
 """``firewarden alarms -c FILE list|ack|shelve|unshelve|reset|out-of-service|in-service``.
 
 ``list`` reads the alarm store (SQLite, read-only: safe while the daemon runs, and the only
-source while it is down). Commands go to the running daemon over MQTT (``cmd/<verb>`` with a
-correlation id) and wait for its answer on ``cmd/result``: the daemon is the only writer of
+source while it is down). Commands go to the running daemon over MQTT (``cmd/<verb>`` with the
+time sent and a unique id, so the daemon can refuse stale or replayed ones) and wait for its
+answer on ``cmd/result``: the daemon is the only writer of
 the store, so a command is refused rather than applied behind its back when it is down.
 """
 
@@ -48,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(loaded, show_all=args.all, as_json=args.json)
+    # ts and a new id: the daemon applies a command only while fresh, and only once
     body: dict[str, object] = {"alarm_id": args.alarm_id, "by": args.by,
-                               "id": uuid.uuid4().hex[:12]}
+                               "ts": round(time.time(), 3), "id": uuid.uuid4().hex}
     if args.action == "shelve":
         body["minutes"] = args.minutes
     try:

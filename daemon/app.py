@@ -33,19 +33,20 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from daemon import systemd
-from daemon.commands import CommandError, parse_command
+from daemon.commands import CommandError, Freshness, clip, parse_command
 from daemon.config import Config, ConfigError, DeviceConfig, LoadedConfig, load_config
 from daemon.notify import homeassistant as ha
 from daemon.notify.mqtt import MqttNotifier
 from daemon.notify.webhook import WebhookNotifier
-from daemon.panels import FirePanels, zone_locator
+from daemon.panels import PanelHost, zone_locator
 from daemon.secrets import SecretError, check_secrets
 from daemon.sinks.influx import InfluxSink
+from daemon.sqlitefile import DiskReserve, StateProblem
 from daemon.store import AlarmStore
 from drivers.aio import cancel_and_wait
 from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice, point_interval
-from rules import fire
+from rules import fire, statestore
 from rules.alarm import CommandRefused
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import build_rules
@@ -120,6 +121,17 @@ def device_tags(config: Config) -> dict[str, dict[str, str]]:
     return tags
 
 
+def state_store_events(engine: RuleEngine, problems: Sequence[StateProblem | None],
+                       now: float) -> list[AlarmEvent]:
+    """The ``state-store`` alarms for state files that could not be used as they were."""
+    events: list[AlarmEvent] = []
+    for problem in filter(None, problems):
+        for condition in statestore.conditions(problem.path.name, damaged=problem.damaged,
+                                               message=problem.message, now=now):
+            events += engine.apply(condition, now)
+    return events
+
+
 def _context(device: DeviceConfig) -> dict[str, str]:
     return {**device.tags(), "kind": device.kind}
 
@@ -135,11 +147,16 @@ class AlarmDesk:
     commands come in here too."""
 
     def __init__(self, *, engine: RuleEngine, store: AlarmStore, influx: InfluxSink,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, command_max_age: float = 300.0,
+                 wall: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self._store = store
         self._influx = influx
         self._clock = clock
+        # a command's ts is the sender's real time: judged by the real clock, also when the
+        # rules run on a simulated one
+        self._wall = wall
+        self._fresh = Freshness(command_max_age)
         self.notifiers: list[Wakeable] = []
         self.watchers: list[Callable[[], None]] = []  # e.g. Home Assistant device states
 
@@ -162,11 +179,15 @@ class AlarmDesk:
         try:
             request = parse_command(verb, body)
         except CommandError as exc:
-            return {"ok": False, "verb": verb, "error": str(exc)}
+            return _refusal(verb, exc)
         answer: dict[str, object] = {"verb": verb, "alarm_id": request.alarm_id,
                                      "by": request.by}
         if request.request_id is not None:
             answer["id"] = request.request_id
+        try:
+            self._fresh.admit(request, body, self._wall())
+        except CommandError as exc:
+            return {**answer, **_refusal(verb, exc)}
         try:
             events = self.engine.command(request.alarm_id, request.signal(self._clock()),
                                          self._clock())
@@ -180,6 +201,14 @@ class AlarmDesk:
                  alarm.state.value)
         return {**answer, "ok": True, "state": alarm.state.value,
                 "events": [e.event_id for e in events]}
+
+
+def _refusal(verb: str, exc: CommandError) -> dict[str, object]:
+    """The answer to a command not applied: ``refused`` names an intake refusal (counted)."""
+    answer: dict[str, object] = {"ok": False, "verb": clip(verb), "error": str(exc)}
+    if exc.refused is not None:
+        answer["refused"] = exc.refused
+    return answer
 
 
 class Pipeline:
@@ -365,6 +394,7 @@ class SelfMetrics:
             "write_latency_ms": round(influx.write_latency_ms, 3),
             "poll_lag_ms": round(max((p.take_lag_ms() for p in self.pollers), default=0.0), 3),
             "mqtt_queued": float(self.mqtt.stats.queued),
+            "commands_refused": float(self.mqtt.stats.commands_refused),
             "alarms_active": float(sum(1 for a in alarms if a.state.active)),
             "alarms_unacked": float(sum(1 for a in alarms if a.state.active and not a.acked)),
         }
@@ -386,21 +416,30 @@ class Supervisor:
         self._clock = clock
         self._clock_rate = clock_rate
         self.reloads = 0  # accepted reloads (tests and STATUS=)
+        # outlives a reload: the UITDs' connections stay open while the pipeline is swapped
+        self._panels = PanelHost(clock=clock, rate=clock_rate)
 
     async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
         reload = reload or asyncio.Event()
-        while await self._run_config(stop, reload):
-            self.reloads += 1
-            log.info("reloaded %s: restarting with the new config (alarms and spool are kept)",
-                     self._loaded.path)
+        async with self._panels:
+            while await self._run_config(stop, reload):
+                self.reloads += 1
+                log.info("reloaded %s: restarting with the new config (alarms and spool are "
+                         "kept)", self._loaded.path)
 
     async def _run_config(self, stop: asyncio.Event, reload: asyncio.Event) -> bool:
         """Run the current config; True when it should be replaced by a reloaded one."""
         config = self._loaded.config
+        reserve = DiskReserve(config.daemon.state_dir / "disk-reserve")
         store = AlarmStore(config.daemon.state_dir / "alarms.db",
-                           sinks=["mqtt", *(w.sink for w in config.webhooks)])
+                           sinks=["mqtt", *(w.sink for w in config.webhooks)], reserve=reserve)
         async with AsyncExitStack() as stack:
             stack.enter_context(store)
+            in_memory = store.problem is not None and not store.problem.damaged
+            if not reserve.ensure() and not in_memory:
+                log.warning("state dir %s: no room for the %d MB full-disk reserve; a full "
+                            "disk may keep the InfluxDB spool from draining",
+                            config.daemon.state_dir, reserve.size >> 20)
             store.maintain()
             alarms = store.load_alarms()
             engine = RuleEngine(devices=device_rules(self._loaded), policies=policies(config),
@@ -410,8 +449,9 @@ class Supervisor:
                          store.path, len(alarms), engine.active_count, store.backlog() or 0)
             influx = await stack.enter_async_context(InfluxSink(
                 config=config.influxdb, site=config.site.id, device_tags=device_tags(config),
-                spool=config.daemon.state_dir / "influx-spool.db"))
-            desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock)
+                spool=config.daemon.state_dir / "influx-spool.db", reserve=reserve))
+            desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock,
+                             command_max_age=config.mqtt.command_max_age)
             mqtt = await stack.enter_async_context(MqttNotifier(
                 config=config.mqtt, site=config.site.id, outbox=store,
                 on_command=desk.command))
@@ -422,16 +462,18 @@ class Supervisor:
                     timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix)))
             if config.mqtt.homeassistant:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
+            desk.publish(state_store_events(engine, [store.problem, influx.spool_problem],
+                                            self._clock()))
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock, clock_rate=self._clock_rate))
             pollers: list[BusPoller] = []
             # Schedules (polls, panel health samples) run on the clock's time, so a "60s" poll
             # is 60 s of simulated time on a simulated clock; timeouts, backoff and link
-            # liveness (panel heartbeats) stay real.
-            await stack.enter_async_context(FirePanels(
-                panels=config.fire_panels, emit=pipeline.submit_now, clock=self._clock,
-                rate=self._clock_rate))
+            # liveness (panel heartbeats) stay real. The panels outlive a reload (kept unless
+            # stopping), so they stop before the pipeline drains on a real stop.
+            await stack.enter_async_context(self._panels.attach(
+                config.fire_panels, pipeline.submit_now, keep=lambda: not stop.is_set()))
             for bus in config.buses:
                 devices = [PolledDevice(config=d, profile=self._loaded.profiles[d.name])
                            for d in config.devices if d.bus == bus.name and d.enabled]

@@ -164,6 +164,15 @@ def _check(args: argparse.Namespace) -> int:
     problems = secret_problems(loaded)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
+    from daemon.probe import probe
+
+    for finding in probe(loaded.config):  # listeners bind, state is writable (or why not)
+        if finding.level == "ok":
+            print(f"probe: {finding.text}")
+        else:
+            print(f"{finding.level}: {finding.text}", file=sys.stderr)
+            if finding.level == "error":
+                problems.append(finding.text)
     return EXIT_CONFIG if problems else 0
 
 

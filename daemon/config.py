@@ -67,8 +67,8 @@ class InfluxConfig(_Frozen):
     bucket: str | None = None  # v2
     token_file: Path | None = None  # v2
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    flush_interval: Duration = 1.0
-    timeout: Duration = 10.0
+    flush_interval: Annotated[Duration, Field(gt=0, le=3600)] = 1.0
+    timeout: Annotated[Duration, Field(gt=0, le=600)] = 10.0
     spool_max_mb: Annotated[int, Field(ge=1, le=100_000)] = 512
     gzip: Literal["auto", "always", "never"] = "auto"  # auto: unless the server is loopback
 
@@ -92,6 +92,17 @@ class MqttConfig(_Frozen):
     # "problem" (and, where it can report fire, a "smoke") binary sensor, plus a site sensor.
     homeassistant: bool = False
     discovery_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_/-]+$")] = "homeassistant"
+    # cmd/<verb> bodies carry "ts" (unix s, when sent): older or newer than this is refused, so
+    # a command captured or left retained cannot be replayed later (daemon/commands.py)
+    command_max_age: Annotated[Duration, Field(ge=10, le=3600)] = 300.0
+
+    @field_validator("host")
+    @classmethod
+    def _host_given(cls, value: str) -> str:
+        # an empty host makes the MQTT client fail at every connect: no alarm leaves the box
+        if not value.strip():
+            raise ValueError("needs a broker host name or address, e.g. '127.0.0.1'")
+        return value
 
 
 class BusConfig(_Frozen):
@@ -181,6 +192,12 @@ class FirePanelConfig(_Frozen):
     address: Annotated[int, Field(ge=0, lt=1 << 48)] = 0
     # No frame (heartbeats included) for this long: the link is a communication fault.
     heartbeat_timeout: Annotated[Duration, Field(ge=5, le=3600)] = 90.0
+    # tcp-server: idle connections must not eat the descriptors or lock a real UITD out; the
+    # one idle longest (never sent a valid frame first) makes room for a new one
+    max_connections: Annotated[int, Field(ge=1, le=256)] = 16
+    max_per_source: Annotated[int, Field(ge=1, le=256)] = 4
+    # tcp-server: a connection without a valid frame for this long is closed
+    idle_timeout: Annotated[Duration, Field(ge=1, le=3600)] = 30.0
     enabled: bool = True
     zones: tuple[FirePanelZone, ...] = Field(default=(), alias="zone")
 
@@ -196,6 +213,9 @@ class FirePanelConfig(_Frozen):
                                  f"1-65535, got {self.port!r}")
             if self.transport == "tcp-client" and not self.host:
                 raise ValueError("tcp-client fire panel needs host = the UITD's address")
+        if self.max_per_source > self.max_connections:
+            raise ValueError(f"max_per_source = {self.max_per_source} is more than "
+                             f"max_connections = {self.max_connections}")
         return self
 
     @property
@@ -330,6 +350,9 @@ def load_config(path: Path) -> LoadedConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}:{_toml_line(exc, text)}: TOML syntax error: {exc}"]) from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError([f"{path}: arrays or tables nested too deeply (a config needs a "
+                           f"few levels)"]) from exc
     return validate_config(raw, path)
 
 
@@ -399,6 +422,8 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
                 errors.append(f"fire_panel[{i}].zone[{j}].zone: {zone.zone} is mapped twice"
                               + (f" for system {zone.system}" if zone.system is not None else ""))
             seen.add((zone.system, zone.zone))
+    errors += _listener_conflicts(config)
+    errors += _state_dir_problems(config.daemon.state_dir)
     buses = {b.name: b for b in config.buses}
     units: dict[tuple[str, int], str] = {}
     for i, device in enumerate(config.devices):
@@ -424,6 +449,60 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
         if device.kind == "incomer" and device.rated_current is None:
             errors.append(f"{where}.rated_current: an incomer needs its breaker rating (A)")
     return errors, profiles
+
+
+# The shipped unit runs as a DynamicUser with no capabilities (systemd/firewarden.service), so
+# it cannot bind below this; the check refuses such a port instead of the daemon failing later.
+FIRST_UNPRIVILEGED_PORT = 1024
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def _listener_conflicts(config: Config) -> list[str]:
+    """Fire-panel listeners that cannot all be opened: a TCP port below 1024, two listeners
+    on one address and port (a wildcard address overlaps every address), two users of one
+    serial port (fire panels and RTU buses)."""
+    errors: list[str] = []
+    tcp: list[tuple[str, str, int]] = []  # (path, host, port)
+    ttys: dict[str, str] = {f"{b.port}": f"bus[{i}] {b.name}"
+                            for i, b in enumerate(config.buses) if b.type == "rtu"}
+    for i, panel in enumerate(config.fire_panels):
+        where = f"fire_panel[{i}]"
+        if not panel.enabled:
+            continue
+        if panel.transport == "serial":
+            owner = ttys.setdefault(str(panel.port), f"{where} {panel.name}")
+            if owner != f"{where} {panel.name}":
+                errors.append(f"{where}.port: {panel.port!r} is already used by {owner}")
+            continue
+        if panel.transport != "tcp-server" or not isinstance(panel.port, int):
+            continue
+        host = (panel.host or "").strip()
+        if panel.port < FIRST_UNPRIVILEGED_PORT:
+            errors.append(
+                f"{where}.port: {panel.port} is a privileged port (< "
+                f"{FIRST_UNPRIVILEGED_PORT}); the firewarden service has no "
+                f"CAP_NET_BIND_SERVICE and cannot listen on it: use a port >= "
+                f"{FIRST_UNPRIVILEGED_PORT} (set the UITD's destination port to it, or "
+                f"redirect, e.g. nft 'tcp dport {panel.port} redirect to :9000')")
+        for other, other_host, port in tcp:
+            if port == panel.port and (host == other_host or {host, other_host} & _ANY_ADDRESS):
+                errors.append(f"{where}.port: {panel.port} on {host or '0.0.0.0'} collides "
+                              f"with {other} (listening on {other_host or '0.0.0.0'}:{port})")
+                break
+        tcp.append((where, host, panel.port))
+    return errors
+
+
+def _state_dir_problems(path: Path) -> list[str]:
+    """A state_dir (or a parent of it) that exists as something other than a directory."""
+    for part in (path, *path.parents):
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                what = "it" if part == path else f"its parent {str(part)!r}"
+                return [f"daemon.state_dir: {str(path)!r}: {what} exists and is not a "
+                        f"directory"]
+            return []
+    return []
 
 
 def _line_budget(config: Config, profiles: Mapping[str, Profile]) -> list[str]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from daemon.config import BusConfig
-from drivers.measurements import Quantity, Reading
+from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
 from drivers.modbus.transport import (
     BusSettings,
@@ -122,7 +122,7 @@ def plausibility(reading: Reading, *, weak: bool = False) -> float:
     A device's own "no value" sentinel is neutral (0): the map is right, the sensor is absent.
     """
     value = reading.value
-    if not math.isfinite(value):
+    if not math.isfinite(value) or reading.quality is Quality.IMPLAUSIBLE:
         return IMPLAUSIBLE
     if not reading.good:
         return 0.0

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from daemon.sqlitefile import open_db, vacuum_if_sparse
+from daemon.sqlitefile import DiskReserve, StateProblem, is_full, open_state, vacuum_if_sparse
 from rules.model import Alarm, AlarmEvent, AlarmState, Severity
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,12 @@ class AlarmStore:
     leave events behind forever.
     """
 
-    def __init__(self, path: Path, *, sinks: Sequence[str]) -> None:
+    def __init__(self, path: Path, *, sinks: Sequence[str],
+                 reserve: DiskReserve | None = None) -> None:
         self.path = path
         self.sinks = tuple(sinks)
+        self.reserve = reserve  # given back when the disk is full, so alarms still commit
+        self.problem: StateProblem | None = None  # what open() found wrong with the file
         self._db: sqlite3.Connection | None = None
         # events and alarm states the disk refused (full): still delivered, stored later
         self._overflow: list[tuple[int, _Row]] = []
@@ -101,12 +104,13 @@ class AlarmStore:
         self.close()
 
     def open(self) -> None:
-        db = open_db(self.path)
-        db.executescript(SCHEMA)
+        """Open (never fails for the file's sake: see ``open_state``; ``problem`` says what
+        was done instead)."""
+        db, self.problem = open_state(self.path, SCHEMA)
         if self.sinks:
             marks = ",".join("?" * len(self.sinks))
-            db.execute(f"DELETE FROM outbox WHERE sink NOT IN ({marks})",
-                       self.sinks)
+            with contextlib.suppress(sqlite3.Error):  # a full disk: they wait for next time
+                db.execute(f"DELETE FROM outbox WHERE sink NOT IN ({marks})", self.sinks)
         self._db = db
 
     def close(self) -> None:
@@ -145,7 +149,13 @@ class AlarmStore:
         try:
             self._write(latest.values(), rows)
         except sqlite3.Error as exc:
-            self._keep_in_memory(latest.values(), rows, exc)
+            if not (is_full(exc) and self.reserve is not None and self.reserve.release()):
+                self._keep_in_memory(latest.values(), rows, exc)
+                return
+            try:  # once more, in the room the reserve gave back
+                self._write(latest.values(), rows)
+            except sqlite3.Error as again:
+                self._keep_in_memory(latest.values(), rows, again)
 
     def _write(self, alarms: Iterable[Alarm], rows: Sequence[_Row]) -> None:
         db = self.db
@@ -216,8 +226,15 @@ class AlarmStore:
         items += [(row[1], 1, seq, row[2], row[3]) for seq, row in self._overflow
                   if row[0] == sink]
         items.sort(key=lambda i: (i[0], i[1], abs(i[2])))  # fire first, stored before memory
-        return [OutboxItem(seq, event_id, json.loads(payload))
-                for _, _, seq, event_id, payload in items[:limit]]
+        out: list[OutboxItem] = []
+        for _, _, seq, event_id, payload in items[:limit]:
+            try:
+                out.append(OutboxItem(seq, event_id, dict(json.loads(payload))))
+            except (ValueError, TypeError) as exc:  # bit rot quick_check cannot see
+                log.error("alarm store %s: event %s for %s does not decode (%s): dropped",
+                          self.path, event_id, sink, exc)
+                self.delivered(sink, [seq])  # it would block every event behind it
+        return out
 
     def backlog(self) -> dict[str, int]:
         """Events waiting per sink (self-monitoring), including any held in memory."""
@@ -232,6 +249,13 @@ class AlarmStore:
         (the oldest non-fire events go first: a webhook dead for months must not fill the
         disk; fire events are never dropped), then give freed space back. Returns how many
         events were dropped."""
+        try:
+            return self._maintain(max_outbox)
+        except sqlite3.Error as exc:  # a full or failing disk: next time
+            log.error("alarm store %s: maintenance failed (%s)", self.path, exc)
+            return 0
+
+    def _maintain(self, max_outbox: int) -> int:
         if self._overflow:
             self._flush_overflow()
         dropped = 0
@@ -248,8 +272,16 @@ class AlarmStore:
         return dropped
 
     def load_alarms(self) -> list[Alarm]:
-        return [alarm_from_json(data) for (data,) in
-                self.db.execute("SELECT data FROM alarms ORDER BY alarm_id")]
+        """The stored alarms; a row that no longer decodes is logged and skipped."""
+        alarms = []
+        for alarm_id, data in self.db.execute("SELECT alarm_id, data FROM alarms "
+                                              "ORDER BY alarm_id"):
+            try:
+                alarms.append(alarm_from_json(data))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("alarm store %s: alarm %s does not decode (%s): skipped",
+                          self.path, alarm_id, exc)
+        return alarms
 
 
 def read_alarms(path: Path) -> list[Alarm]:

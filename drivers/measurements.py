@@ -53,6 +53,7 @@ class Quantity(StrEnum):
     LATENCY = "latency"
     ERRORS = "errors"
     CRC_ERRORS = "crc_errors"
+    IMPLAUSIBLE = "implausible"
 
     @property
     def spec(self) -> QuantitySpec:
@@ -97,14 +98,45 @@ QUANTITIES: dict[Quantity, QuantitySpec] = {
     Quantity.ERRORS: _q("", "device_health", "errors", "failed polls since start"),
     Quantity.CRC_ERRORS: _q("", "device_health", "crc_errors",
                               "garbled answers (CRC or framing errors) since start"),
+    Quantity.IMPLAUSIBLE: _q("", "device_health", "implausible",
+                               "values outside their plausible range since start"),
+}
+
+# What a residential low-voltage installation (CT or direct meters, detectors) can physically
+# show, as (low, high) of the engineering value in the quantity's unit. Wide on purpose: these
+# catch a glitching device (1.7e38 A, a negative energy counter), not an unusual load; a
+# profile point narrows or widens them with ``min``/``max``. Flags and bit words (fire, alarm
+# and fault words, relay) have none: a fire flag is never second-guessed.
+PLAUSIBLE: dict[Quantity, tuple[float, float]] = {
+    Quantity.VOLTAGE: (0.0, 1_000.0),  # LV ends at 1000 V; 0 = phase lost
+    Quantity.CURRENT: (-10_000.0, 10_000.0),  # signed on some meters; CTs up to 6300 A
+    Quantity.POWER: (-3e7, 3e7),  # 3 phases x 1000 V x 10 kA
+    Quantity.APPARENT_POWER: (-3e7, 3e7),
+    Quantity.REACTIVE_POWER: (-3e7, 3e7),
+    Quantity.POWER_FACTOR: (-1.01, 1.01),  # a little slack for the meter's own rounding
+    Quantity.FREQUENCY: (0.0, 70.0),  # many meters read 0 Hz on a dead phase
+    Quantity.ENERGY: (0.0, 1e10),  # kWh counters never run backwards past zero
+    Quantity.ENERGY_IMPORT: (0.0, 1e10),
+    Quantity.ENERGY_EXPORT: (0.0, 1e10),
+    Quantity.VOLTAGE_THD: (0.0, 100.0),
+    Quantity.THERMAL_LOAD: (0.0, 10_000.0),
+    Quantity.RESIDUAL_CURRENT: (0.0, 10_000.0),  # mA: 10 A of leakage
+    Quantity.TEMPERATURE: (-50.0, 250.0),
+    Quantity.OBSCURATION: (0.0, 100.0),
+    Quantity.BATTERY: (0.0, 100.0),
+    Quantity.LAMP_CURRENT: (0.0, 1_000.0),
+    Quantity.LUX: (0.0, 200_000.0),  # full sun is ~120 klx
 }
 
 
 class Quality(StrEnum):
-    """Whether a value can be trusted; bad values are kept for diagnosis but never alarm."""
+    """Whether a value can be trusted; only GOOD values alarm or are written to InfluxDB."""
 
     GOOD = "good"
     BAD = "bad"  # NaN, infinity or a sentinel the device uses for "no value"
+    # finite but outside the quantity's physical range (``PLAUSIBLE``): a glitching meter's
+    # 1.7e38 A, never a measurement; bad like BAD, and counted per device (device_health)
+    IMPLAUSIBLE = "implausible"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +164,19 @@ def checked_value(value: float, sentinels: tuple[float, ...] = ()) -> tuple[floa
     if math.isnan(value) or math.isinf(value) or value in sentinels:
         return value, Quality.BAD
     return value, Quality.GOOD
+
+
+def plausible_range(quantity: Quantity, low: float | None = None,
+                    high: float | None = None) -> tuple[float, float]:
+    """The range a ``quantity``'s value must lie in; ``low``/``high`` override its default
+    (``PLAUSIBLE``); unbounded sides are infinite (pure)."""
+    default_low, default_high = PLAUSIBLE.get(quantity, (-math.inf, math.inf))
+    return (default_low if low is None else low, default_high if high is None else high)
+
+
+def bounded(value: float, quality: Quality, limits: tuple[float, float]) -> Quality:
+    """``quality`` downgraded to IMPLAUSIBLE when a good ``value`` lies outside ``limits``."""
+    low, high = limits
+    if quality is Quality.GOOD and not low <= value <= high:
+        return Quality.IMPLAUSIBLE
+    return quality

@@ -89,6 +89,10 @@ class Point(BaseModel):
     sentinels: tuple[float, ...] = ()  # raw values the device sends for "no value"
     # per-quantity interval override, e.g. "60s" for energy counters
     poll: Annotated[Duration, Field(gt=0, le=86_400)] | None = None
+    # the plausible range of the engineering value, overriding the quantity's own
+    # (drivers.measurements.PLAUSIBLE); a value outside it is a glitch: bad quality, counted
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    max: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     @property
     def width(self) -> int:
@@ -110,6 +114,8 @@ class Point(BaseModel):
             raise ValueError("type 'bits' needs 'bit' (0-15)")
         if self.address + self.width - 1 > 65535:
             raise ValueError(f"address {self.address} + width {self.width} passes 65535")
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"min {self.min} must be below max {self.max}")
         return self
 
 
@@ -218,9 +224,21 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     """Load and validate a profile; errors name the file, the field path and the value."""
     path = resolve_profile_path(ref, base_dir)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ProfileError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                           f"{exc.start}); save the file as UTF-8") from exc
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: TOML syntax error: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ProfileError(f"{path}: arrays or tables nested too deeply") from exc
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:

@@ -11,7 +11,10 @@ Topics (design §5), with ``prefix`` = ``mqtt.topic_prefix``:
   an empty retained payload (which deletes the retained message) once it is back to normal.
 - ``{prefix}/{site}/cmd/{verb}`` (we subscribe): ``ack``, ``shelve``, ``unshelve``,
   ``reset``, ``out-of-service``, ``in-service`` with a JSON body; the answer goes to
-  ``{prefix}/{site}/cmd/result``.
+  ``{prefix}/{site}/cmd/result``. A command must be fresh (daemon/commands.py): one that
+  arrives retained (the broker stored it, and hands it over at every subscribe) is refused
+  and cleared from the broker; one over ``MAX_COMMAND_BYTES`` is refused unread; an empty
+  payload (how a retained message is deleted) is ignored.
 
 Events come from the alarm store's outbox (SQLite), not from memory: a background task
 publishes the pending rows in order (fire first), one QoS 1 message at a time, and deletes a
@@ -26,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from typing import Any, Self
 
 import aiomqtt
 
+from daemon.commands import MAX_COMMAND_BYTES, clip, too_large
 from daemon.config import MqttConfig
 from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
@@ -70,10 +76,14 @@ class MqttStats:
     connects: int  # successful connections since start
     connect_failures: int  # failed attempts and lost connections
     commands: int  # commands received (valid or not)
+    commands_refused: int = 0  # not admitted: retained, too large, stale, replayed, no ts
 
 
-# A command handler: (verb, raw body) -> the result object published on cmd/result.
+# A command handler: (verb, raw body) -> the result object published on cmd/result; a
+# "refused" key in it marks an intake refusal (counted, logged).
 CommandHandler = Callable[[str, bytes], dict[str, object]]
+
+REFUSAL_LOG_EVERY = 10.0  # s: at most one log line per this, so a flood cannot fill the log
 
 
 def event_messages(item: OutboxItem, *, prefix: str, site: str) -> list[OutMessage]:
@@ -122,6 +132,9 @@ class MqttNotifier:
         self._connects = 0
         self._failures = 0
         self._commands = 0
+        self._refused = 0
+        self._refusals_unlogged = 0
+        self._refusal_logged = -math.inf  # monotonic
 
     @property
     def connected(self) -> bool:
@@ -132,7 +145,8 @@ class MqttNotifier:
     def stats(self) -> MqttStats:
         return MqttStats(connected=self._connected, queued=self._queued,
                          published=self._published, connects=self._connects,
-                         connect_failures=self._failures, commands=self._commands)
+                         connect_failures=self._failures, commands=self._commands,
+                         commands_refused=self._refused)
 
     @property
     def _queued(self) -> int:
@@ -238,17 +252,51 @@ class MqttNotifier:
             verb = topic[len(prefix):]
             if verb == "result":
                 continue
-            self._commands += 1
             payload = message.payload
             body = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            try:
-                result = self._on_command(verb, body)
-            except Exception as exc:  # a handler bug answers, never kills the session
-                log.exception("MQTT command %s failed", verb)
-                result = {"ok": False, "verb": verb, "error": f"internal error: {exc}"}
+            if not body:
+                continue  # deletes a retained message (ours, below): not a command
+            self._commands += 1
+            result = self._command(topic, verb, body, retained=message.retain)
+            if "refused" in result:
+                self._refusal(result)
             self._direct.append(OutMessage(f"{self.base}/cmd/result", _json(result), qos=1,
                                            retain=False))
             self.wake()
+
+    def _command(self, topic: str, verb: str, body: bytes, *,
+                 retained: bool) -> dict[str, object]:
+        assert self._on_command is not None
+        if retained:
+            # A retained command is delivered again at every subscribe (daemon or broker
+            # restart): it would be applied again, long after it was meant. Never apply one;
+            # delete it from the broker so it stops coming.
+            self._direct.append(OutMessage(topic, b"", qos=1, retain=True))
+            return {"ok": False, "verb": clip(verb), "refused": "retained",
+                    "error": "retained command refused and cleared from the broker: send "
+                             "commands without the retain flag"}
+        if len(body) > MAX_COMMAND_BYTES:
+            return {"ok": False, "verb": clip(verb), "refused": "too-large",
+                    "error": str(too_large(len(body)))}
+        try:
+            return self._on_command(verb, body)
+        except Exception as exc:  # a handler bug answers, never kills the session
+            log.exception("MQTT command %s failed", clip(verb))
+            return {"ok": False, "verb": clip(verb), "error": f"internal error: {clip(str(exc))}"}
+
+    def _refusal(self, result: dict[str, object]) -> None:
+        """Count a refused command; log it, at most once per ``REFUSAL_LOG_EVERY``."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged < REFUSAL_LOG_EVERY:
+            self._refusals_unlogged += 1
+            return
+        more = (f" ({self._refusals_unlogged} more refused since the last such line)"
+                if self._refusals_unlogged else "")
+        log.warning("MQTT command %s refused (%s): %s%s", result.get("verb"),
+                    result.get("refused"), clip(str(result.get("error")), 200), more)
+        self._refusal_logged = now
+        self._refusals_unlogged = 0
 
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
         while True:

@@ -23,7 +23,10 @@ Outcomes of one POST (``classify``):
   so one bad payload does not block the queue.
 
 Secrets (the robot key or access_token in the URL, the DingTalk signing secret) are read once
-at start from ``url_file``/``secret_file``; logs name the host only.
+at start from ``url_file``/``secret_file``. The logs name the endpoint only as ``redact_url``
+gives it (no user:password, token-like path segments and query values as ``***``), and quote a
+failing receiver's answer only as a short excerpt with the URL's secrets, and anything else
+token-like, masked (``log_excerpt``): a receiver may echo the URL back.
 
 Sources (public documentation and vendor-doc copies consulted; the vendors' own pages are
 https://developer.work.weixin.qq.com/document/path/91770 and
@@ -71,7 +74,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -91,6 +94,7 @@ WECOM_TEXT_MAX = 2048  # bytes, UTF-8
 DINGTALK_TEXT_MAX = 4096  # bytes: conservative, see the module docstring
 DIGEST_TOP = 5
 TRUNCATED = "\n…(已截断)"
+ANSWER_READ = 4096  # bytes of a receiver's answer read (for its errcode and the log)
 
 WECOM_RATE_LIMITED = frozenset({45009})
 DINGTALK_RATE_LIMITED = frozenset({130101})
@@ -288,8 +292,10 @@ def digest_markdown(payloads: Sequence[Mapping[str, Any]], style: Style, *, colo
 
 def ack_hint(alarm_id: str, style: Style, *, color: bool) -> str:
     """How an electrician acknowledges this alarm: over MQTT or with the CLI."""
-    body = json.dumps({"alarm_id": alarm_id, "by": "NAME"}, ensure_ascii=False)
-    hint = (f"确认: `mosquitto_pub -t {style.topic_prefix}/{style.site}/cmd/ack -m '{body}'`"
+    # ts: the daemon refuses a command without the time it was sent (daemon/commands.py)
+    body = json.dumps({"alarm_id": alarm_id, "by": "NAME"}, ensure_ascii=False)[:-1]
+    hint = (f"确认: `mosquitto_pub -t {style.topic_prefix}/{style.site}/cmd/ack "
+            f"-m '{body}, \"ts\": '$(date +%s)'}}'`"
             f" 或 `firewarden alarms -c CONFIG ack {alarm_id}`")
     return f'<font color="comment">{hint}</font>' if color else hint
 
@@ -372,14 +378,65 @@ def classify(status: int, body: str, *, robot: bool) -> tuple[Outcome, int | Non
     return Outcome.RETRY, errcode
 
 
-_QUERY_SECRET = re.compile(r"([?&](?:key|access_token|sign|timestamp)=)[^&\s'\"]*")
+_QUERY_SECRET = re.compile(r"([?&](?:key|access_token|token|secret|sign|timestamp)=)"
+                           r"[^&\s'\"]*")
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s'\"]+@")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,}")
+LOG_EXCERPT = 200  # characters of a receiver's answer in the log
+
+
+def _token_like(segment: str) -> bool:
+    """A URL path segment that may be a key (Feishu ``/bot/v2/hook/<uuid>``, Slack
+    ``/services/T../B../<token>``): long, or mixing letters and digits."""
+    return len(segment) >= 20 or (len(segment) >= 8 and any(c.isdigit() for c in segment)
+                                  and any(c.isalpha() for c in segment))
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for the log, the one form in which a webhook URL is ever logged: scheme,
+    host and port, the path with token-like segments as ``***``, every query value as ``***``;
+    never the user:password."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "***"
+    if not host:
+        return "?"
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    path = "/".join("***" if _token_like(s) else s for s in parts.path.split("/"))
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _secrets(url: str, secret: str | None) -> list[str]:
+    """Every part of ``url`` (and the signing secret) that must not reach the log."""
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        basic = base64.b64encode(unquote(userinfo).encode()).decode() if userinfo else ""
+        found = [parts.query, userinfo, parts.password or "", unquote(userinfo), basic,
+                 *(s for s in parts.path.split("/") if _token_like(s)),
+                 *(v for _, v in parse_qsl(parts.query) if len(v) >= 4)]
+    except ValueError:
+        found = [url]
+    return sorted({h for h in (*found, secret or "") if h}, key=len, reverse=True)
 
 
 def redact(text: str, url: str, secret: str | None) -> str:
-    """``text`` without the webhook's query (key, access_token), signature or secret."""
-    for hidden in sorted(filter(None, (urlsplit(url).query, secret)), key=len, reverse=True):
+    """``text`` without the webhook URL's secrets (user:password, token path segments, the
+    query: key, access_token), the signature or the signing secret."""
+    for hidden in _secrets(url, secret):
         text = text.replace(hidden, "***")
-    return _QUERY_SECRET.sub(r"\1***", text)
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+def log_excerpt(text: str, url: str, secret: str | None) -> str:
+    """A receiver's answer (or an error) for the log: redacted, long token-like runs masked
+    too (an echo of a URL we do not know, or cut mid-token), at most ``LOG_EXCERPT``
+    characters."""
+    text = _LONG_TOKEN.sub("***", redact(text, url, secret)).strip()
+    return text if len(text) <= LOG_EXCERPT else f"{text[:LOG_EXCERPT]}…"
 
 
 def _by_rule(payloads: Sequence[Mapping[str, Any]]) -> Counter[str]:
@@ -500,7 +557,7 @@ class WebhookNotifier:
         if self._config.secret_file is not None:
             self._secret = (read_secret(self._config.secret_file,
                                         f"webhook {self._config.name} secret_file") or "").strip()
-        self._host = urlsplit(self._url).hostname or "?"
+        self._host = redact_url(self._url)  # how the logs name this endpoint
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._config.timeout))
         self._task = asyncio.create_task(self._run(), name=f"webhook-{self._config.name}")
@@ -615,7 +672,9 @@ class WebhookNotifier:
                     yarl.URL(url, encoded=True), data=data, allow_redirects=False,
                     headers={"Content-Type": "application/json; charset=utf-8"}) as response:
                 status = response.status
-                text = (await response.text(errors="replace"))[:500]
+                # enough for an errcode; never the whole of what a broken server sends
+                raw = await response.content.read(ANSWER_READ)
+                text = raw.decode(response.charset or "utf-8", errors="replace")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return self._failure(Outcome.RETRY, self._redact(
                 f"{type(exc).__name__}: {exc}".rstrip(": ")))
@@ -628,7 +687,7 @@ class WebhookNotifier:
                 self._failing = None
             return outcome
         why = f"HTTP {status}" + (f" errcode {errcode}" if errcode is not None else "")
-        why = f"{why}: {self._redact(text.strip())}"
+        why = f"{why}: {self._redact(text)}"
         if outcome is Outcome.REJECTED:
             self._quarantine_log(page, why)
             return outcome
@@ -685,8 +744,8 @@ class WebhookNotifier:
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
     def _redact(self, text: str) -> str:
-        """Never log the key, token, secret or signature."""
-        return redact(text, self._url, self._secret)
+        """Never log the key, token, password, secret or signature, nor a long answer."""
+        return log_excerpt(text, self._url, self._secret)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         """A send loop that dies is a bug; say so at once rather than at shutdown."""

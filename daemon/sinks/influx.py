@@ -51,6 +51,7 @@ from daemon.sinks.lineprotocol import (
     timestamp_ns,
 )
 from daemon.sinks.spool import Spool
+from daemon.sqlitefile import DiskReserve, StateProblem, is_full
 from drivers.aio import finish_within
 from drivers.measurements import Quality, Quantity, Reading
 from rules.model import AlarmEvent
@@ -245,7 +246,8 @@ class InfluxSink:
     def __init__(self, *, config: InfluxConfig, site: str,
                  device_tags: Mapping[str, Mapping[str, str]], spool: Path | None = None,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
-                 close_timeout: float | None = None, writer: Writer | None = None) -> None:
+                 close_timeout: float | None = None, writer: Writer | None = None,
+                 reserve: DiskReserve | None = None) -> None:
         self._config = config
         self._site = site
         self._device_tags = device_tags
@@ -254,7 +256,8 @@ class InfluxSink:
         self._close_timeout = close_timeout if close_timeout is not None else config.timeout
         self._writer: Writer = writer or (V2Writer(config) if config.api == "v2"
                                           else V1Writer(config))
-        self._spool = Spool(spool or _MEMORY_SPOOL, max_bytes=config.spool_max_mb << 20)
+        self._spool = Spool(spool or _MEMORY_SPOOL, max_bytes=config.spool_max_mb << 20,
+                            reserve=reserve)
         self._readings: deque[str] = deque()
         self._alarms: deque[str] = deque()  # kept apart: the spool never drops them
         self._stranded: deque[tuple[list[str], bool]] = deque()  # the spool refused them
@@ -372,6 +375,11 @@ class InfluxSink:
             write_latency_ms=self._latency_ms, lost=self._lost,
             spool_failing=self._spool_error_at is not None)
 
+    @property
+    def spool_problem(self) -> StateProblem | None:
+        """What opening the spool file found wrong with it (damaged, not writable)."""
+        return self._spool.problem
+
     async def drain(self) -> None:
         """Write everything queued and spooled now, ignoring the age rule; returns once
         nothing is pending (bound it with ``asyncio.timeout``: while InfluxDB is down it
@@ -461,7 +469,7 @@ class InfluxSink:
                     continue
                 self._stranded[0] = (left, alarms)
                 self._stranded_points -= len(lines) - len(left)
-                if self._spool_usable():  # the disk may have room again
+                if self._spool_usable() and self._spool.writable():  # room again?
                     stranded, self._stranded, self._stranded_points = self._stranded, deque(), 0
                     for lines, alarms in stranded:
                         self._to_disk(lines, alarms)
@@ -521,7 +529,7 @@ class InfluxSink:
 
     def _to_disk(self, lines: list[str], alarms: bool) -> None:
         """One batch into the spool; if the disk refuses (full, read-only), into memory."""
-        if self._spool_usable():
+        if self._spool_usable() and self._spool.writable():
             try:
                 dropped = self._spool.put(lines, alarms=alarms)
             except sqlite3.Error as exc:
@@ -557,6 +565,9 @@ class InfluxSink:
                 or time.monotonic() - self._spool_error_at >= SPOOL_RETRY)
 
     def _spool_failed(self, exc: sqlite3.Error) -> None:
+        reserve = self._spool.reserve
+        if is_full(exc) and reserve is not None and reserve.release():
+            return  # room to drain now: the caller retries at once
         if self._spool_error_at is None:
             log.error("InfluxDB spool %s: cannot write (%s): disk full? Unwritten points are "
                       "kept in memory (up to %d readings, then the oldest are lost; alarms are "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from daemon.sqlitefile import open_db, vacuum_if_sparse
+from daemon.sqlitefile import MEMORY, DiskReserve, StateProblem, open_state, vacuum_if_sparse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 QUARANTINE_KEEP = 10_000  # rows; the oldest go first
+MEMORY_MAX_BYTES = 32 << 20  # the bound of a spool kept in memory (state dir not writable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +54,13 @@ class SpooledBatch:
 class Spool:
     """SQLite-backed FIFO of line-protocol batches; a (synchronous) context manager."""
 
-    def __init__(self, path: Path, *, max_bytes: int) -> None:
+    def __init__(self, path: Path, *, max_bytes: int,
+                 reserve: DiskReserve | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.reserve = reserve  # see writable()
+        self.problem: StateProblem | None = None  # what open() found wrong with the file
+        self.in_memory = path == MEMORY
         self._db: sqlite3.Connection | None = None
         self.bytes = 0
         self.points = 0
@@ -71,8 +76,12 @@ class Spool:
         self.close()
 
     def open(self) -> None:
-        db = open_db(self.path)
-        db.executescript(SCHEMA)
+        """Open (never fails for the file's sake: see ``open_state``; ``problem`` says what
+        was done instead)."""
+        db, self.problem = open_state(self.path, SCHEMA)
+        if self.problem is not None and not self.problem.damaged:
+            self.in_memory = True
+            self.max_bytes = min(self.max_bytes, MEMORY_MAX_BYTES)
         self._db = db
         self._recount()
         self.dropped, self.quarantined = self._counter("dropped"), self._counter("quarantined")
@@ -105,6 +114,13 @@ class Spool:
                         "DO UPDATE SET value = value + excluded.value", (name, by))
 
     # -- the queue ------------------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """May the spool take new batches? Not once a full disk made the reserve go, until it
+        can be made again: the room the reserve gave back is for draining (and alarms), and
+        new batches wait in the sink's memory until the disk has room."""
+        reserve = self.reserve
+        return self.in_memory or reserve is None or not reserve.spent or reserve.ensure()
 
     def put(self, lines: Sequence[str], *, alarms: bool) -> int:
         """Append a batch; returns how many reading points were dropped to make room."""

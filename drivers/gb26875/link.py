@@ -5,7 +5,8 @@ hands every valid frame to ``on_frame``. Three transports:
 
 - ``serial``: a tty (RS-232/485 adapter) through pyserial-asyncio-fast; reopened with backoff
   when the adapter goes away;
-- ``tcp-server``: UITDs connect to us on ``host:port``; any number of connections at once;
+- ``tcp-server``: UITDs connect to us on ``host:port``; at most ``max_connections`` at once,
+  ``max_per_source`` from one address (see "Hostile peers" below);
 - ``tcp-client``: we connect to ``host:port`` and reconnect with capped, jittered exponential
   backoff when the connection fails or drops.
 
@@ -18,9 +19,12 @@ Receive rules (domain.md §3), in the order they happen inside ``data_received``
    is a heartbeat (liveness only, not delivered);
 3. every other valid frame with data (send data, response, user commands) is delivered to
    ``on_frame`` once: a resend with the same (source address, serial number) and the same ADU
-   bytes within ``RESEND_WINDOW`` seconds (and among the last ``RESEND_MEMORY`` serials of that
-   source) is ACKed again but not delivered again. The same serial with a different ADU is a
-   new frame (serials wrap) and is delivered: a fire is never dropped as a "duplicate";
+   bytes on the same connection (TCP connection, or tty session) within ``RESEND_WINDOW``
+   seconds (and among the last ``RESEND_MEMORY`` serials of that source) is ACKed again but not
+   delivered again. The same serial with a different ADU is a new frame (serials wrap) and is
+   delivered: a fire is never dropped as a "duplicate". A UITD that reboots restarts its
+   serials and may send the very same frame again: on a new connection, or after its time label
+   went back by more than the window (a new session on a tty), nothing is a resend;
 4. a complete frame that fails its checksum or content checks is NAKed (deny, 6) when its
    serial number can be read from its bytes; garbage between frames is only counted.
 
@@ -28,17 +32,33 @@ Fire first: nothing here does bulk work, and ``on_frame`` runs synchronously in 
 path, so it must be quick (append to a queue). Whatever it raises is caught, logged and
 counted (``callback_errors``); the link keeps running.
 
-Liveness: the link is ``online`` while it has a connection and has heard a valid frame (or
-got the connection) within ``heartbeat_timeout`` seconds; otherwise it is a communication
-fault, logged once when it starts and once when it ends.
+Liveness: the link is ``online`` while it has heard a valid frame within ``heartbeat_timeout``
+seconds (or started less than that ago); otherwise it is a communication fault, logged once
+when it starts and once when it ends. Only valid frames count: a bare TCP connect (a port
+scan, a health probe) says nothing about the panel. Liveness, idle timeouts and the resend
+window run on the monotonic clock (``monotonic``), so a wall clock stepped back by NTP cannot
+hide a dead panel; ``clock`` (wall time) only labels our replies.
+
+Hostile peers (``tcp-server``): idle connections must not eat the process's file descriptors
+or lock a real UITD out. A connection that has sent no valid frame is closed after
+``idle_timeout``; one that has is closed after ``2 * heartbeat_timeout`` of silence (a
+half-open connection). When a new connection would exceed ``max_per_source`` for its address,
+or ``max_connections`` in all, the one idle longest is closed to make room, connections that
+never sent a valid frame first, so a real UITD always gets in; one host alone cannot fill the
+listener (``max_per_source``), so it only ever pushes out its own connections. Accepting
+pauses for ``ACCEPT_PAUSE`` when the process is out of descriptors or memory (EMFILE, ENFILE,
+ENOBUFS, ENOMEM) instead of spinning, and every per-connection log line goes through a
+``LogLimiter``: one line per cause a minute, with the count of those left out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -71,8 +91,16 @@ log = logging.getLogger(__name__)
 Transport = Literal["serial", "tcp-server", "tcp-client"]
 
 RESEND_MEMORY = 256  # serials remembered per source address
-RESEND_WINDOW = 600.0  # s a serial stays remembered (the standard resends within ~30 s)
+# s a serial stays remembered: the standard resends an unACKed frame within ~30 s; a longer
+# memory would swallow a rebooted UITD's first frames (its serials restart)
+RESEND_WINDOW = 60.0
 MAX_SOURCES = 1024  # source addresses remembered; the least recently heard is forgotten
+MAX_CONNECTIONS = 16  # tcp-server connections at once
+MAX_PER_SOURCE = 4  # tcp-server connections from one address at once
+IDLE_TIMEOUT = 30.0  # s a tcp-server connection may stay without sending a valid frame
+ACCEPT_PAUSE = 1.0  # s without accepting after running out of descriptors or memory
+LOG_INTERVAL = 60.0  # s: one log line per cause
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _START = b"@@"
 _END = b"##"
@@ -103,7 +131,9 @@ class Backoff:
 class ResendFilter:
     """Remembers (source, serial, ADU fingerprint) to recognise resends (pure: time is passed).
 
-    Per source, the last ``memory`` serials heard within ``window`` seconds are kept.
+    Per source, the last ``memory`` serials heard within ``window`` seconds are kept. A frame
+    whose time label is more than ``window`` before the source's previous one starts a new
+    session (the UITD rebooted, its clock reset): everything remembered of it is forgotten.
     """
 
     def __init__(self, *, memory: int = RESEND_MEMORY, window: float = RESEND_WINDOW,
@@ -112,14 +142,25 @@ class ResendFilter:
         self._window = window
         self._max_sources = max_sources
         self._sources: OrderedDict[Hashable, OrderedDict[int, tuple[int, float]]] = OrderedDict()
+        self._labels: dict[Hashable, datetime] = {}
 
-    def seen(self, source: Hashable, serial: int, fingerprint: int, now: float) -> bool:
-        """Record this frame; True if it is a resend of one recorded within the window."""
+    def seen(self, source: Hashable, serial: int, fingerprint: int, now: float,
+             label: datetime | None = None) -> bool:
+        """Record this frame; True if it is a resend of one recorded within the window.
+
+        ``now`` is monotonic time; ``label`` the frame's time label (None: unknown).
+        """
+        if label is not None:
+            last = self._labels.get(source)
+            self._labels[source] = label
+            if last is not None and (last - label).total_seconds() > self._window:
+                self._sources.pop(source, None)
         serials = self._sources.get(source)
         if serials is None:
             serials = self._sources[source] = OrderedDict()
             if len(self._sources) > self._max_sources:
-                self._sources.popitem(last=False)
+                forgotten, _ = self._sources.popitem(last=False)
+                self._labels.pop(forgotten, None)
         else:
             self._sources.move_to_end(source)
         previous = serials.pop(serial, None)
@@ -136,7 +177,8 @@ class LinkState:
 
     ``frames`` counts valid frames (data, heartbeats and resends); ``errors`` counts every
     defect: undecodable bytes (NAKed or not) and ``on_frame`` failures (also in
-    ``callback_errors``). Times are from the link's ``clock`` (unix seconds).
+    ``callback_errors``); ``evicted`` and ``idle_closed`` count connections we closed to keep
+    room. Times are from the link's ``monotonic`` clock (seconds, not unix time).
     """
 
     connected: bool = False
@@ -153,6 +195,33 @@ class LinkState:
     duplicates: int = 0
     errors: int = 0
     callback_errors: int = 0
+    evicted: int = 0
+    idle_closed: int = 0
+    accept_errors: int = 0
+
+
+class LogLimiter:
+    """At most one log line per cause per ``interval``; the next line says how many were left
+    out. Causes are a fixed set of words (never an address), so this stays small."""
+
+    def __init__(self, logger: logging.Logger, *, interval: float = LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = logger
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def log(self, cause: str, level: int, msg: str, *args: object) -> None:
+        now = self._clock()
+        last = self._last.get(cause)
+        if last is not None and now - last < self._interval:
+            self._left_out[cause] = self._left_out.get(cause, 0) + 1
+            return
+        self._last[cause] = now
+        if n := self._left_out.pop(cause, 0):
+            msg += f" (and {n} more like this in the last {now - (last or now):.0f}s)"
+        self._log.log(level, msg, *args)
 
 
 def _label(ts: float) -> datetime | None:
@@ -181,6 +250,11 @@ class _Connection(asyncio.Protocol):
     def __init__(self, link: FirePanelLink, label: str) -> None:
         self.link = link
         self.label = label
+        self.source = label  # the peer's address: the per-source connection cap's key
+        self.opened_at = link._monotonic()
+        self.valid_at: float | None = None  # last valid frame (monotonic)
+        # resends are recognised within one session only: a new connection is a new session
+        self.resends = ResendFilter()
         self.decoder = StreamDecoder(strict_time=False)
         self.transport: asyncio.WriteTransport | None = None
         self.closed = asyncio.get_running_loop().create_future()
@@ -194,7 +268,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if peer:
-            self.label = f"{peer[0]}:{peer[1]}"
+            host = str(peer[0]).removeprefix("::ffff:")  # IPv4 on a dual-stack socket
+            self.source = host
+            self.label = f"{host}:{peer[1]}"
         self.link._opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -215,6 +291,18 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, unsent bytes dropped: a peer that does not read cannot hold it."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def idle_since(self) -> float:
+        return self.opened_at if self.valid_at is None else self.valid_at
+
+    def eviction_order(self) -> tuple[bool, float]:
+        """Sorts first what to close first: never sent a valid frame, then idle longest."""
+        return self.valid_at is not None, self.idle_since()
 
     def rejected_candidate(self, error: FrameError) -> bytes | None:
         """The bytes of the complete candidate the decoder rejected with ``error``, if found."""
@@ -241,14 +329,19 @@ class FirePanelLink:
     picks a free one, see ``listening_port``); ``host`` is the address to listen on (None:
     all) or to connect to. ``address`` is our 6-byte address, the source of our ACK/NAK
     replies; 0 answers from the destination address the UITD used (whatever it calls us).
-    ``backoff`` paces reopening the tty and reconnecting as a TCP client.
+    ``backoff`` paces reopening the tty and reconnecting as a TCP client. ``clock`` is wall
+    time (reply labels); ``monotonic`` runs liveness, timeouts and the resend window.
+    ``max_connections``, ``max_per_source`` and ``idle_timeout`` bound a ``tcp-server``.
     """
 
     def __init__(self, *, name: str, transport: Transport, port: str | int,
                  host: str | None = None, baudrate: int = 9600,
                  on_frame: Callable[[Frame], None], clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
                  address: int = 0, heartbeat_timeout: float = 90.0,
-                 backoff: Backoff = Backoff()) -> None:
+                 backoff: Backoff = Backoff(), max_connections: int = MAX_CONNECTIONS,
+                 max_per_source: int = MAX_PER_SOURCE,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         if transport not in ("serial", "tcp-server", "tcp-client"):
             raise ValueError(f"fire panel {name}: unknown transport {transport!r}")
         if transport != "serial" and not str(port).isdigit():
@@ -257,8 +350,12 @@ class FirePanelLink:
             raise ValueError(f"fire panel {name}: tcp-client needs a host")
         if not 0 <= address < 1 << 48:
             raise ValueError(f"fire panel {name}: address {address} does not fit 6 bytes")
-        if heartbeat_timeout <= 0:
-            raise ValueError(f"fire panel {name}: heartbeat_timeout must be positive")
+        if heartbeat_timeout <= 0 or idle_timeout <= 0:
+            raise ValueError(f"fire panel {name}: heartbeat_timeout and idle_timeout must be "
+                             f"positive")
+        if not 1 <= max_per_source <= max_connections:
+            raise ValueError(f"fire panel {name}: need 1 <= max_per_source <= max_connections, "
+                             f"got {max_per_source} and {max_connections}")
         self.name = name
         self.transport: Transport = transport
         self._port = port
@@ -266,56 +363,64 @@ class FirePanelLink:
         self._baudrate = baudrate
         self._on_frame = on_frame
         self._clock = clock
+        self._monotonic = monotonic
         self._address = address
         self.heartbeat_timeout = heartbeat_timeout
         self._backoff = backoff
+        self._max_connections = max_connections
+        self._max_per_source = max_per_source
+        self.idle_timeout = idle_timeout
         self.state = LinkState()
-        self._resends = ResendFilter()
         self._connections: set[_Connection] = set()
-        self._server: asyncio.Server | None = None
+        self._sockets: list[socket.socket] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._error_logged = False
+        self._limited = LogLimiter(log, clock=monotonic)
 
     # -- public -------------------------------------------------------------------------------
 
     @property
     def listening_port(self) -> int | None:
         """The TCP port a ``tcp-server`` link listens on (useful with port 0)."""
-        if self._server is None or not self._server.sockets:
+        if not self._sockets:
             return None
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._sockets[0].getsockname()[1])
 
-    def online(self, now: float) -> bool:
-        """Heard from (a frame, or a new connection) within ``heartbeat_timeout`` of ``now``.
+    def online(self, now: float | None = None) -> bool:
+        """Heard a valid frame within ``heartbeat_timeout`` of ``now`` (monotonic; default:
+        the link's monotonic clock now).
 
         Not "connected right now": many UITDs open a TCP connection per report, and a panel
         that has not dialled in yet since we started is not faulty until the timeout has passed
-        (a daemon restart must not page every panel as failed).
+        (a daemon restart must not page every panel as failed). A connection without a valid
+        frame is not a sign of life: anything can connect to a port.
         """
+        now = self._monotonic() if now is None else now
         s = self.state
-        heard = max((t for t in (s.last_frame_at, s.connected_at, s.started_at)
-                     if t is not None), default=None)
+        heard = max((t for t in (s.last_frame_at, s.started_at) if t is not None), default=None)
         return heard is not None and now - heard <= self.heartbeat_timeout
 
-    def health_readings(self, now: float) -> list[Reading]:
-        """ONLINE (1/0) and ERRORS (defects since start) for the panel as a device."""
+    def health_readings(self, ts: float) -> list[Reading]:
+        """ONLINE (1/0) and ERRORS (defects since start) for the panel as a device, stamped
+        ``ts`` (wall time); liveness itself is judged on the monotonic clock."""
         return [
-            Reading(ts=now, device=self.name, quantity=Quantity.ONLINE,
-                    value=1.0 if self.online(now) else 0.0),
-            Reading(ts=now, device=self.name, quantity=Quantity.ERRORS,
+            Reading(ts=ts, device=self.name, quantity=Quantity.ONLINE,
+                    value=1.0 if self.online() else 0.0),
+            Reading(ts=ts, device=self.name, quantity=Quantity.ERRORS,
                     value=float(self.state.errors)),
         ]
 
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        self.state.started_at = self._clock()
+        self.state.started_at = self._monotonic()
         if self.transport == "tcp-server":
             # fails loudly at startup when the port is taken: a listener that never listens
             # would be a silent fire-alarm outage
-            self._server = await loop.create_server(
-                lambda: _Connection(self, "tcp"), self._host, int(self._port))
-            log.info("fire panel %s: listening on %s:%s", self.name, self._host or "*",
-                     self.listening_port)
+            self._sockets = await _listen(self._host, int(self._port))
+            for sock in self._sockets:
+                self._tasks.append(asyncio.create_task(
+                    self._accept(sock), name=f"gb26875-accept:{self.name}"))
+            log.info("fire panel %s: listening on %s:%s (at most %d connections, %d per "
+                     "address)", self.name, self._host or "*", self.listening_port,
+                     self._max_connections, self._max_per_source)
         else:
             self._tasks.append(asyncio.create_task(
                 self._keep_connected(), name=f"gb26875-connect:{self.name}"))
@@ -327,17 +432,15 @@ class FirePanelLink:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(*tasks)
-        if self._server is not None:
-            self._server.close()
+        sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
         for conn in list(self._connections):
             conn.close()
         for conn in list(self._connections):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await asyncio.shield(conn.closed)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
 
     # -- background loops ---------------------------------------------------------------------
 
@@ -351,6 +454,56 @@ class FirePanelLink:
         else:
             await loop.create_connection(lambda: conn, str(self._host), int(self._port))
         return conn
+
+    async def _accept(self, sock: socket.socket) -> None:
+        """tcp-server: accept, make room, serve. Out of descriptors (or memory), wait and try
+        again rather than spin (asyncio's own server logs a traceback at every retry)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                self.state.accept_errors += 1
+                exhausted = exc.errno in _ACCEPT_EXHAUSTED
+                self._limited.log("accept", logging.ERROR,
+                                  "fire panel %s: cannot accept a connection: %s%s", self.name,
+                                  exc, "; pausing" if exhausted else "")
+                await asyncio.sleep(ACCEPT_PAUSE if exhausted else 0.01)
+                continue
+            try:
+                self._make_room(client)
+                await loop.connect_accepted_socket(lambda: _Connection(self, "tcp"), client)
+            except OSError as exc:  # the peer went away already, or no memory for it
+                client.close()
+                self.state.accept_errors += 1
+                self._limited.log("accept", logging.WARNING,
+                                  "fire panel %s: dropped a new connection: %s", self.name, exc)
+
+    def _make_room(self, client: socket.socket) -> None:
+        """Close what must go so the new connection fits both caps (oldest-idle first)."""
+        try:
+            source = str(client.getpeername()[0]).removeprefix("::ffff:")
+        except OSError:
+            source = ""
+        for cap, only in ((self._max_per_source, source), (self._max_connections, None)):
+            group = sorted((c for c in self._connections if only in (None, c.source)),
+                           key=_Connection.eviction_order)
+            for conn in group[:max(0, len(group) - cap + 1)]:
+                self._drop(conn)
+                self.state.evicted += 1
+                self._limited.log(
+                    "evict", logging.WARNING, "fire panel %s: connection limit (%d, %d per "
+                    "address) reached: closed %s, idle %.0fs%s, for a new one from %s",
+                    self.name, self._max_connections, self._max_per_source, conn.label,
+                    self._monotonic() - conn.idle_since(),
+                    "" if conn.valid_at is not None else " and never sent a valid frame",
+                    source)
+
+    def _drop(self, conn: _Connection) -> None:
+        """Close now and stop counting it (its ``connection_lost`` comes later)."""
+        self._connections.discard(conn)
+        self.state.connections = len(self._connections)
+        conn.abort()
 
     async def _keep_connected(self) -> None:
         """Serial and tcp-client: (re)open the link whenever it is down, with backoff."""
@@ -379,10 +532,28 @@ class FirePanelLink:
 
     async def _watch(self) -> None:
         """Turn a silent link into a communication fault (and back), logging transitions."""
-        every = min(1.0, self.heartbeat_timeout / 4)
+        every = min(1.0, self.heartbeat_timeout / 4, self.idle_timeout / 4)
         while True:
-            self._check_online(self._clock())
+            now = self._monotonic()
+            self._check_online(now)
+            if self.transport == "tcp-server":
+                self._close_idle(now)
             await asyncio.sleep(every)
+
+    def _close_idle(self, now: float) -> None:
+        """Close connections that never sent a valid frame within ``idle_timeout``, and
+        half-open ones silent for twice the heartbeat timeout."""
+        for conn in list(self._connections):
+            limit = (self.idle_timeout if conn.valid_at is None
+                     else 2 * self.heartbeat_timeout)
+            if now - conn.idle_since() > limit:
+                self._drop(conn)
+                self.state.idle_closed += 1
+                self._limited.log("idle", logging.INFO,
+                                  "fire panel %s: closed %s, silent for %.0fs%s", self.name,
+                                  conn.label, now - conn.idle_since(),
+                                  "" if conn.valid_at is not None
+                                  else " without a valid frame")
 
     def _check_online(self, now: float) -> None:
         online = self.online(now)
@@ -403,9 +574,9 @@ class FirePanelLink:
         self._connections.add(conn)
         self.state.connections = len(self._connections)
         self.state.connected = True
-        self.state.connected_at = self._clock()
-        log.info("fire panel %s: connected (%s)", self.name, conn.label)
-        self._check_online(self.state.connected_at)
+        self.state.connected_at = conn.opened_at
+        self._limited.log("connect", logging.INFO, "fire panel %s: connected (%s)", self.name,
+                          conn.label)
 
     def _lost(self, conn: _Connection, exc: Exception | None) -> None:
         self._connections.discard(conn)
@@ -413,8 +584,8 @@ class FirePanelLink:
         self.state.connected = bool(self._connections)
         for error in conn.decoder.flush():
             self._count_error(conn, error)
-        log.info("fire panel %s: %s disconnected%s", self.name, conn.label,
-                 f" ({exc})" if exc else "")
+        self._limited.log("disconnect", logging.INFO, "fire panel %s: %s disconnected%s",
+                          self.name, conn.label, f" ({exc})" if exc else "")
 
     def _received(self, conn: _Connection, data: bytes) -> None:
         conn.recent += data
@@ -450,10 +621,10 @@ class FirePanelLink:
         conn.send(reply)
 
     def _frame(self, conn: _Connection, frame: Frame) -> None:
-        now = self._clock()
+        now = self._monotonic()
         s = self.state
         s.frames += 1
-        s.last_frame_at = now
+        s.last_frame_at = conn.valid_at = now
         if not s.online:
             self._check_online(now)
         h = frame.header
@@ -464,7 +635,7 @@ class FirePanelLink:
             return
         if not wants_ack and (h.command in _NO_REPLY_COMMANDS or not frame.raw_adu):
             return  # confirm/deny from the UITD, empty frames: liveness only
-        if self._resends.seen(h.source, h.serial, hash(frame.raw_adu), now):
+        if conn.resends.seen(h.source, h.serial, hash(frame.raw_adu), now, h.time):
             s.duplicates += 1
             log.debug("fire panel %s: resend of serial %d from %d not delivered again",
                       self.name, h.serial, h.source)
@@ -504,6 +675,31 @@ class FirePanelLink:
 
     def _count_error(self, conn: _Connection, error: FrameError) -> None:
         self.state.errors += 1
-        level = logging.DEBUG if self._error_logged else logging.WARNING
-        self._error_logged = True
-        log.log(level, "fire panel %s: %s: %s", self.name, conn.label, error)
+        self._limited.log("bad-bytes", logging.WARNING, "fire panel %s: %s: %s", self.name,
+                          conn.label, error)
+
+
+async def _listen(host: str | None, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host`` (None: every address, IPv6 and IPv4), non-blocking."""
+    if host is None:
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server(("", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, backlog=128)
+        else:
+            sock = socket.create_server(("", port), backlog=128)
+        sock.setblocking(False)
+        return [sock]
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys((i[0], 0, 0, "", i[4]) for i in infos):
+            sock = socket.create_server((address[0], port), family=family, backlog=128)
+            sock.setblocking(False)
+            sockets.append(sock)
+            port = port or int(sock.getsockname()[1])  # port 0: the same free port on all
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -3,7 +3,9 @@
 A point's raw value is decoded from the words in its byte/word order (see ``ByteOrder``), then
 scaled: ``value = raw * scale + offset``. Sentinels are compared with the raw value, because
 vendors document them in raw terms (``0xFFFF`` = "no sensor"); NaN, infinities and sentinels
-give ``Quality.BAD`` so they are dropped at the driver boundary, never alarmed on.
+give ``Quality.BAD`` so they are dropped at the driver boundary, never alarmed on. A finite
+value outside the point's plausible range (its ``min``/``max``, else the quantity's
+``PLAUSIBLE`` range) gives ``Quality.IMPLAUSIBLE``: not good either, and counted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import struct
 from collections.abc import Sequence
 
-from drivers.measurements import Quality, checked_value
+from drivers.measurements import Quality, bounded, checked_value, plausible_range
 from drivers.profile import ByteOrder, DataType, Point
 
 # struct format of each multi-byte type, big-endian once the bytes are in ABCD order
@@ -76,10 +78,17 @@ def decode_raw(point: Point, words: Sequence[int]) -> float:
     return float(raw)
 
 
+def point_range(point: Point) -> tuple[float, float]:
+    """The range a point's engineering value must lie in to be good."""
+    return plausible_range(point.quantity, point.min, point.max)
+
+
 def _scaled(point: Point, raw: float) -> tuple[float, Quality]:
     _, raw_quality = checked_value(raw, point.sentinels)
     value, quality = checked_value(raw * point.scale + point.offset)
-    return value, Quality.BAD if Quality.BAD in (raw_quality, quality) else Quality.GOOD
+    if Quality.BAD in (raw_quality, quality):
+        return value, Quality.BAD
+    return value, bounded(value, quality, point_range(point))
 
 
 def decode_point(point: Point, words: Sequence[int]) -> tuple[float, Quality]:

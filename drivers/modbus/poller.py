@@ -7,7 +7,11 @@ grid. A failing device backs off alone (capped, jittered exponential, from its s
 in a row: one lost answer is simply retried at its next slot) while its neighbours keep
 their slots; a busy device is retried without touching the link; a broken link is closed and
 reconnected with its own capped backoff. Logging follows transitions: the first failure at
-ERROR, repeats at DEBUG, one INFO line on recovery.
+ERROR, repeats at DEBUG, one INFO line on recovery; each of those lines at most once a minute
+per device and cause (``LogBudget``), so a device that flaps between garbage and good answers
+on every poll writes one line a minute that counts the rest. A value outside its plausible
+range is dropped as ``Quality.IMPLAUSIBLE`` and counted per device (``device_health``
+``implausible``), with one WARNING a minute per device.
 
 Schedules run on the poller's clock: ``rate`` is how many clock seconds pass per real second (1
 on a real site; a simulated clock running R× real time gives R). Poll intervals (the device's
@@ -39,8 +43,9 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from drivers.aio import cancel_and_wait
+from drivers.logbudget import LogBudget, held_back
 from drivers.measurements import Quality, Quantity, Reading
-from drivers.modbus.decode import decode_bit, decode_point
+from drivers.modbus.decode import decode_bit, decode_point, point_range
 from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
 from drivers.modbus.transport import (
     BusSettings,
@@ -218,6 +223,7 @@ class _DeviceState:
     device: PolledDevice
     failures: int = 0  # consecutive
     errors: int = 0  # since start
+    implausible: int = 0  # values outside their plausible range, since start
     retry_at: float = 0.0  # loop time; 0 = no backoff
 
     @property
@@ -283,6 +289,7 @@ class BusPoller:
         self._link_failures = 0
         self._link_retry_at = 0.0
         self._emit_failures = 0
+        self._log_budget = LogBudget()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -366,11 +373,15 @@ class BusPoller:
             return
         finally:
             job.next_due = next_slot(job.next_due, job.interval, loop.time())
-        for reading in decode_responses(job.requests, responses, device=state.name, ts=ts):
+        readings = decode_responses(job.requests, responses, device=state.name, ts=ts)
+        self._count_implausible(state, readings)
+        for reading in readings:
             self._emit(reading)
-        if state.failures:
-            log.info("device %s (unit %d on %s) is back after %d failed polls", state.name,
-                     state.device.config.unit, self._bus.name, state.failures)
+        if state.failures and (quiet := self._log_budget.take(
+                (state.name, "back"), loop.time())) is not None:
+            log.info("device %s (unit %d on %s) is back after %d failed polls%s", state.name,
+                     state.device.config.unit, self._bus.name, state.failures,
+                     held_back(quiet))
         state.failures = 0
         state.retry_at = 0.0
         self._health(state, ts, online=True, latency_ms=rtt)
@@ -410,11 +421,14 @@ class BusPoller:
             # (Without a delay its other poll groups still queue behind whatever became due
             # during this failure, so the neighbours go first.)
             delay = self._backoff.delay(state.failures - 1) if state.failures > 1 else 0.0
-            state.retry_at = asyncio.get_running_loop().time() + delay
-            level = logging.ERROR if state.failures == 1 else logging.DEBUG
-            log.log(level, "device %s (unit %d on %s): %s; next try %s", state.name,
+            now = asyncio.get_running_loop().time()
+            state.retry_at = now + delay
+            quiet = self._log_budget.take((state.name, type(exc).__name__), now) \
+                if state.failures == 1 else None
+            log.log(logging.DEBUG if quiet is None else logging.ERROR,
+                    "device %s (unit %d on %s): %s; next try %s%s", state.name,
                     state.device.config.unit, self._bus.name, exc,
-                    f"in {delay:.1f}s" if delay else "at its next poll")
+                    f"in {delay:.1f}s" if delay else "at its next poll", held_back(quiet or 0))
         self._health(state, ts, online=False, latency_ms=None)
 
     def _health(self, state: _DeviceState, ts: float, *, online: bool,
@@ -432,6 +446,26 @@ class BusPoller:
         garbled = self._transport.stats(state.device.config.unit).garbled
         self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.CRC_ERRORS,
                            value=float(garbled)))
+        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.IMPLAUSIBLE,
+                           value=float(state.implausible)))
+
+    def _count_implausible(self, state: _DeviceState, readings: Sequence[Reading]) -> None:
+        bad = [r for r in readings if r.quality is Quality.IMPLAUSIBLE]
+        if not bad:
+            return
+        state.implausible += len(bad)
+        quiet = self._log_budget.take((state.name, "implausible"),
+                                      asyncio.get_running_loop().time())
+        if quiet is None:
+            return
+        first = bad[0]
+        point = next(p for p in state.device.profile.points
+                     if (p.quantity, p.channel) == (first.quantity, first.channel))
+        low, high = point_range(point)
+        log.warning("device %s: %s = %g %s is outside its plausible range %g..%g %s; dropped as "
+                    "implausible (%d value(s) in this poll, %d since start)%s", state.name,
+                    point.key, first.value, first.unit, low, high, first.unit, len(bad),
+                    state.implausible, held_back(quiet))
 
     def _emit(self, reading: Reading) -> None:
         try:

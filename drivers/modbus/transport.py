@@ -18,12 +18,13 @@ exact. ``make_transport`` is the only place that knows which classes exist.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
 from drivers.profile import RegisterType
@@ -161,6 +162,7 @@ class ModbusTcpTransport:
         self._port = port
         self._timeout = timeout
         self._client: AsyncModbusTcpClient | None = None
+        self._garbled: dict[int, int] = {}  # unit -> answers pymodbus could not decode
 
     @property
     def endpoint(self) -> str:
@@ -184,7 +186,11 @@ class ModbusTcpTransport:
         if not ok or not client.connected:
             client.close()
             raise ModbusLinkError(f"cannot connect to {self.endpoint}")
+        _guard_decoder(client, self._count_garbled)
         self._client = client
+
+    def _count_garbled(self, unit: int) -> None:
+        self._garbled[unit] = self._garbled.get(unit, 0) + 1
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -224,8 +230,8 @@ class ModbusTcpTransport:
         return registers
 
     def stats(self, unit: int) -> LinkStats:
-        # TCP has its own checksums and pymodbus does the framing: nothing to count here
-        return LinkStats()
+        # TCP has its own checksums; what is counted is answers pymodbus could not decode
+        return LinkStats(frame_errors=self._garbled.get(unit, 0))
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -257,6 +263,32 @@ def make_transport(bus: BusSettings) -> ModbusTransport:
                                   stopbits=bus.stopbits, bytesize=bus.bytesize,
                                   timeout=bus.timeout, pause=bus.pause)
     raise UnsupportedBusError(f"bus {bus.name}: type {bus.type!r} is not supported")
+
+
+def _guard_decoder(client: AsyncModbusTcpClient, on_garbled: Callable[[int], None]) -> None:
+    """Make an answer pymodbus cannot decode fail the pending read instead of the event loop.
+
+    pymodbus decodes in its protocol's ``data_received``; an undecodable answer (unknown
+    function code, a byte count longer than the frame) raises there, which asyncio logs as
+    "Fatal error: protocol.data_received() call failed" with a full traceback for every
+    frame, and the read then waits out its timeout. Bad device input is not a bug: count it,
+    drop the buffered bytes and hand the reader a ``ModbusIOException`` at once.
+    """
+    ctx: Any = client.ctx
+    decode = ctx.callback_data
+
+    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        try:
+            return int(decode(data, addr))
+        except Exception:  # whatever the decoder chokes on is the answer's fault
+            on_garbled(int(getattr(ctx, "request_dev_id", 0) or 0))
+            future = getattr(ctx, "response_future", None)
+            if future is not None and not future.done():
+                future.set_exception(ModbusIOException(  # type: ignore[no-untyped-call]
+                    "garbled answer that cannot be decoded"))
+            return len(data)
+
+    ctx.callback_data = callback_data
 
 
 def _reraise_cancellation() -> None:

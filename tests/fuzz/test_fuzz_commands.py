@@ -53,7 +53,8 @@ def desk() -> Iterator[tuple[AlarmDesk, AlarmStore, InfluxSink]]:
         engine = RuleEngine(devices={"panel": DeviceRules()}, alarms=seeded)
         influx = InfluxSink(config=InfluxConfig(), site="t", device_tags={})
         now = [100.0]
-        the_desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=lambda: now[0])
+        the_desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=lambda: now[0],
+                             wall=lambda: now[0])
         the_desk.publish(engine.evaluate(Reading(ts=100.0, device="panel",
                                                  quantity=Quantity.FIRE, value=1.0,
                                                  channel="1-3-25")))
@@ -115,17 +116,20 @@ def near_valid(draw: st.DrawFn) -> bytes:
         body["minutes"] = draw(st.integers(1, 10080) | FIELD_VALUE)
     if draw(st.booleans()):
         body["id"] = draw(FIELD_VALUE)
+    if draw(st.integers(0, 3)):
+        body["ts"] = draw(st.sampled_from([100, 100.5, -200, 401]) | FIELD_VALUE)
     if not draw(st.integers(0, 5)):
         body[draw(st.text(max_size=6))] = draw(FIELD_VALUE)
     return json.dumps(body, ensure_ascii=draw(st.booleans())).encode()
 
 
 WELL_FORMED = st.builds(
-    lambda alarm_id, by, minutes, request_id: json.dumps(
-        {"alarm_id": alarm_id, "by": by, **({"minutes": minutes} if minutes else {}),
+    lambda alarm_id, by, minutes, request_id, ts: json.dumps(
+        {"alarm_id": alarm_id, "by": by, "ts": ts, **({"minutes": minutes} if minutes else {}),
          **({"id": request_id} if request_id is not None else {})}).encode(),
     st.sampled_from(ALARM_IDS), st.sampled_from(["li", "李师傅", " wang "]),
-    st.none() | st.integers(1, 10080), st.none() | st.text(max_size=5) | st.integers())
+    st.none() | st.integers(1, 10080), st.none() | st.text(max_size=5) | st.integers(),
+    st.floats(-200, 400))  # fresh within command_max_age (300 s) of the desk's clock, 100
 BODY = st.one_of(WELL_FORMED, st.binary(max_size=64), JSON.map(lambda v: json.dumps(v).encode()),
                  near_valid(), st.text(max_size=30).map(lambda t: t.encode("utf-8", "replace")))
 

@@ -114,15 +114,18 @@ async def test_tcp_resend_is_acked_again_but_not_delivered_twice() -> None:
         assert link.state.acks == 2
 
 
-async def test_tcp_resend_on_a_new_connection_is_not_delivered_twice() -> None:
-    """A UITD that reconnects and resends the same serial is recognised by its address."""
+async def test_tcp_same_frame_on_a_new_connection_is_delivered_again() -> None:
+    """Resends are recognised within one connection only: the same serial and data on a new
+    connection may be a rebooted UITD (serials restart) reporting a new fire, so it is
+    delivered again (a fire alarm already active absorbs a true resend)."""
     sink = Sink()
     async with tcp_server_link(sink) as link:
         for _ in range(2):
             async with uitd(link) as peer:
                 await peer.write(HAND_BUILT)
                 assert_reply(await peer.reply(), Command.CONFIRM, 7)
-        assert len(sink.frames) == 1
+        assert len(sink.frames) == 2
+        assert link.state.duplicates == 0
 
 
 async def test_tcp_garbage_before_a_frame_still_delivers_it() -> None:

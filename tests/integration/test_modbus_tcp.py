@@ -22,6 +22,7 @@ from drivers.modbus.transport import (
 )
 from drivers.profile import Profile, RegisterType, load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
+from tests.integration.test_profiles_tcp import distinct_value
 from tests.services import missing
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,7 @@ async def test_every_sdm630_point_reads_what_was_set(sim: ModbusTcpSimulator,
     meter = sim.device(1)
     expected = {}
     for i, point in enumerate(sdm630.points):
-        value = 100.0 + 1.25 * i  # exact in float32, distinct per point
+        value = distinct_value(point, i)  # exact in float32, distinct, plausible
         meter.set(point.quantity.value, value, point.channel)
         expected[point.key] = value
     readings = await read_once(bus_for(sim), device(sdm630, 1))

@@ -6,6 +6,7 @@ import pytest
 
 from daemon.config import BusConfig, DeviceConfig
 from drivers.measurements import Quality, Reading
+from drivers.modbus.decode import point_range
 from drivers.modbus.poller import PolledDevice, read_once
 from drivers.profile import DataType, Point, load_profile, shipped_profiles
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
@@ -18,7 +19,10 @@ def distinct_value(point: Point, index: int) -> float:
     if point.type in (DataType.BOOL, DataType.BITS):
         return float(index % 2)
     if point.type in (DataType.FLOAT32, DataType.FLOAT64):
-        return 100.0 + 1.25 * index  # exact in float32
+        low, high = point_range(point)
+        if low <= 100.0 + 1.25 * index <= high:
+            return 100.0 + 1.25 * index  # exact in float32
+        return (index % 64 + 1) / 128  # a power factor: exact in float32, plausible
     return (index + 1) * point.scale + point.offset  # raw 1, 2, 3, ...: never a sentinel
 
 

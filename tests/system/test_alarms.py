@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -119,7 +120,9 @@ async def test_ack_and_reset_over_mqtt(tmp_path: Path, mosquitto: Mosquitto,
 
         async def command(verb: str, body: dict[str, object] | bytes) -> dict[str, object]:
             seen = len(mqtt.on(f"{BASE}/cmd/result"))
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            # our own commands are fresh: the time sent (the daemon refuses old ones)
+            raw = body if isinstance(body, bytes) else json.dumps(
+                {**body, "ts": time.time()}).encode()
             await mqtt.publish(f"{BASE}/cmd/{verb}", raw)
             await eventually(lambda: len(mqtt.on(f"{BASE}/cmd/result")) > seen)
             return _json(mqtt.on(f"{BASE}/cmd/result")[seen])

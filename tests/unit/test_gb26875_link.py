@@ -98,17 +98,37 @@ def test_backoff_is_capped_and_jittered() -> None:
 
 
 def test_health_readings_follow_the_heartbeat_timeout() -> None:
-    """ONLINE is 1 within heartbeat_timeout of the last frame and 0 after; ERRORS is the count."""
+    """ONLINE is 1 within heartbeat_timeout of the last frame and 0 after, on the monotonic
+    clock (the readings' own timestamp is wall time); ERRORS is the count; a bare connection
+    is no sign of life."""
+    mono = [0.0]
     link = FirePanelLink(name="p", transport="tcp-server", port=0, host=None, baudrate=9600,
-                         on_frame=lambda f: None, heartbeat_timeout=90.0)
-    assert link.health_readings(0.0)[0].value == 0.0  # never connected
+                         on_frame=lambda f: None, heartbeat_timeout=90.0,
+                         monotonic=lambda: mono[0])
+    assert link.health_readings(5e8)[0].value == 0.0  # never started, never heard
     link.state.connected = True
-    link.state.connected_at = 100.0
+    link.state.connected_at = 1000.0
+    mono[0] = 1050.0
+    assert link.health_readings(5e8)[0].value == 0.0  # connected is not heard from
     link.state.last_frame_at = 1000.0
     link.state.errors = 3
-    assert [(r.quantity, r.value, r.device) for r in link.health_readings(1090.0)] == [
-        (Quantity.ONLINE, 1.0, "p"), (Quantity.ERRORS, 3.0, "p")]
-    assert link.health_readings(1090.5)[0].value == 0.0
+    mono[0] = 1090.0
+    assert [(r.ts, r.quantity, r.value, r.device) for r in link.health_readings(5e8)] == [
+        (5e8, Quantity.ONLINE, 1.0, "p"), (5e8, Quantity.ERRORS, 3.0, "p")]
+    mono[0] = 1090.5
+    assert link.health_readings(1e9)[0].value == 0.0  # a wall time far ahead changes nothing
+
+
+def test_resend_filter_time_label_going_back_is_a_new_session() -> None:
+    """A frame whose time label is more than the window before the previous one (a rebooted
+    UITD with its clock reset) is never a resend, even with the same serial and data."""
+    from datetime import datetime, timedelta
+    f = ResendFilter(window=60.0)
+    t = datetime(2024, 3, 15, 21, 7, 45)
+    assert not f.seen(1, 7, 111, 0.0, t)
+    assert f.seen(1, 7, 111, 5.0, t)  # a resend carries the same label
+    assert f.seen(1, 7, 111, 6.0, t - timedelta(seconds=30))  # within the window: still one
+    assert not f.seen(1, 7, 111, 7.0, t - timedelta(days=3000))  # clock reset: new session
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

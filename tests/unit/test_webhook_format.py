@@ -91,7 +91,7 @@ def test_wecom_markdown_says_what_where_how_much_when_and_how_to_ack() -> None:
     assert "2023-11-15 06:13:20 (UTC+0800)" in content
     assert "leakage:rcm-1:1#1" in content
     assert ("mosquitto_pub -t firewarden/jiangpan/cmd/ack -m "
-            '\'{"alarm_id": "leakage:rcm-1:1", "by": "NAME"}\'') in content
+            '\'{"alarm_id": "leakage:rcm-1:1", "by": "NAME", "ts": \'$(date +%s)\'}\'') in content
     assert "firewarden alarms -c CONFIG ack leakage:rcm-1:1" in content
 
 
