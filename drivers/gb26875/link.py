@@ -84,6 +84,7 @@ from drivers.gb26875.codec import (
     encode_frame,
     nak_for,
 )
+from drivers.logbudget import LogBudget, held_back
 from drivers.measurements import Quantity, Reading
 
 log = logging.getLogger(__name__)
@@ -201,27 +202,19 @@ class LinkState:
 
 
 class LogLimiter:
-    """At most one log line per cause per ``interval``; the next line says how many were left
-    out. Causes are a fixed set of words (never an address), so this stays small."""
+    """``LogBudget`` bound to a logger and a clock. Causes are a fixed set of words (never an
+    address), so its memory stays small."""
 
     def __init__(self, logger: logging.Logger, *, interval: float = LOG_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._log = logger
-        self._interval = interval
+        self._budget = LogBudget(interval)
         self._clock = clock
-        self._last: dict[str, float] = {}
-        self._left_out: dict[str, int] = {}
 
     def log(self, cause: str, level: int, msg: str, *args: object) -> None:
-        now = self._clock()
-        last = self._last.get(cause)
-        if last is not None and now - last < self._interval:
-            self._left_out[cause] = self._left_out.get(cause, 0) + 1
-            return
-        self._last[cause] = now
-        if n := self._left_out.pop(cause, 0):
-            msg += f" (and {n} more like this in the last {now - (last or now):.0f}s)"
-        self._log.log(level, msg, *args)
+        left_out = self._budget.take(cause, self._clock())
+        if left_out is not None:
+            self._log.log(level, msg + held_back(left_out), *args)
 
 
 def _label(ts: float) -> datetime | None:
