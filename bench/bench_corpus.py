@@ -35,14 +35,14 @@ import numpy as np
 
 from bench.corpus import Corpus, CorpusDevice, build
 from bench.corpus_score import Alarm, merge, render, score
-from drivers.measurements import Quality, Reading
+from core.measurements import Quality, Reading
 from drivers.profile import load_profile
 from rules.base import DeviceInfo, Rule, SiteInfo
 from rules.catalog import build_rules
 from rules.engine import DeviceRules, RuleEngine
 from rules.lighting import LightingConfig
 from rules.model import EventKind
-from rules.wiring import WiringConfig
+from rules.wiring_config import WiringConfig
 
 POLL = 60.0
 DAYS = 14.0
@@ -78,7 +78,7 @@ class Part:
 # -- the site as the daemon sees it -----------------------------------------------------------
 
 def device_infos(corpus: Corpus) -> list[DeviceInfo]:
-    """Each device's DeviceInfo as ``daemon.app.device_infos`` builds it from a config."""
+    """Each device's DeviceInfo as ``daemon.assembly.device_infos`` builds it from a config."""
     out = []
     for d in corpus.devices:
         profile = load_profile(d.profile)

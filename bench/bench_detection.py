@@ -4,7 +4,7 @@ Runs the ``lighting`` and ``wiring`` rules offline over the simulated community'
 scenarios: every poll (``POLL`` = 60 s of simulated time) ``CommunityModel.sample(t)`` becomes
 Readings, fed in the devices' profile order through ``rules.engine.RuleEngine``, exactly the
 rules ``rules.catalog.build_rules`` makes from the devices' ``DeviceInfo`` (as
-``daemon.app.device_infos`` would) and the simulator's daemon config (lamps per channel and
+``daemon.assembly.device_infos`` would) and the simulator's daemon config (lamps per channel and
 lamp current per lighting controller; wiring at its defaults). The simulator's device faults
 are played too: a silent or busy device sends nothing, a garbage one random values.
 
@@ -30,14 +30,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from drivers.profile import load_profile
 from rules.base import DeviceInfo, Rule, SiteInfo
 from rules.catalog import build_rules
 from rules.engine import DeviceRules, RuleEngine
 from rules.lighting import LightingConfig
 from rules.model import EventKind
-from rules.wiring import WiringConfig
+from rules.wiring_config import WiringConfig
 from simulator.community import CommunityModel, load_scenario
 from simulator.community.daemon_config import lighting_rules
 from simulator.community.scenario import Scenario
@@ -71,7 +71,7 @@ class Alarm:
 
 def device_infos(community: Community, buildings: Iterable[str] | None = None) -> \
         list[DeviceInfo]:
-    """The meters' and lighting controllers' DeviceInfo, as ``daemon.app.device_infos``
+    """The meters' and lighting controllers' DeviceInfo, as ``daemon.assembly.device_infos``
     builds them from the simulator's daemon config (polled every ``POLL``)."""
     wanted = set(buildings) if buildings is not None else None
     out = []

@@ -27,10 +27,10 @@ from typing import Any
 
 import aiohttp
 
+from core.measurements import Quantity, Reading
 from daemon.config import InfluxConfig
 from daemon.sinks.influx import InfluxSink
 from daemon.sinks.lineprotocol import reading_line
-from drivers.measurements import Quantity, Reading
 from simulator.services import InfluxDB
 
 BATCH = 5000

@@ -5,7 +5,7 @@ core, in process. The engine is exactly the daemon's: the simulated community of
 ``evening`` scenario (three buildings: incomers, sub-circuit meters, residual-current
 detectors, Modbus smoke detectors, lighting controllers) becomes a config with
 ``simulator.community.daemon_config``, is validated with ``daemon.config.validate_config`` and
-turned into rules with ``daemon.app.device_rules``/``policies``/``flood_policy``, so every
+turned into rules with ``daemon.assembly.device_rules``/``policies``/``flood_policy``, so every
 catalog rule (overload, thermal, leakage, temperature, smoke, lighting, wiring, comms, ...)
 runs at its configured parameters.
 
@@ -14,7 +14,7 @@ hours, ``CommunityModel.sample`` gives each device's values, in its profile's po
 the four health readings a poll emits (online, latency, errors, CRC errors). On top of the
 scenario's own events (leakage creeping up, a lamp failing, an e-bike, a heater), every
 detector's residual current jumps to 420 mA for ``PULSE`` s every ``PULSE_EVERY`` s, so
-alarms are raised and cleared throughout. Timed, like ``daemon.app.Pipeline``: ``evaluate``
+alarms are raised and cleared throughout. Timed, like ``daemon.pipeline.Pipeline``: ``evaluate``
 and ``take_derived`` for every reading, ``tick`` once per poll cycle. The rate is the median
 of ``--repeats`` passes, each with a fresh engine; target >= ``TARGET`` readings/s. Writes
 ``bench/results/rules.json``; exits 1 if the target is missed.
@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.app import device_rules, flood_policy, policies
+from core.measurements import Quantity, Reading
+from daemon.assembly import device_rules, flood_policy, policies
 from daemon.config import LoadedConfig, validate_config
-from drivers.measurements import Quantity, Reading
 from rules.engine import RuleEngine
 from simulator.community import CommunityModel, load_scenario
 from simulator.community.daemon_config import Endpoints, daemon_config

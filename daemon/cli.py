@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,9 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_CONFIG
     _setup_logging(getattr(args, "log_level", None) or "INFO")
-    handler = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
-               "simulate": _simulate, "demo": _demo, "alarms": _alarms}[args.command]
+    builtin = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
+               "alarms": _alarms}
+    handler: Callable[[argparse.Namespace], int] = builtin.get(args.command) or args.handler
     return handler(args)
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands from installed packages (entry-point group ``firewarden.commands``): each is a
+    ``register(sub)`` that adds its parser with ``handler`` set. The simulator's ``demo`` and
+    ``simulate`` come this way, so the daemon never imports the simulator."""
+    for entry in sorted(entry_points(group="firewarden.commands"), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,22 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     alarm_arguments(alarms)
 
-    demo = sub.add_parser("demo", help="simulated community + private broker + InfluxDB + daemon")
-    demo.add_argument("--var", type=Path, default=Path("var/demo"),
-                      help="where the demo keeps its data and logs (default: var/demo)")
-    demo.add_argument("--scenario", default="evening",
-                      help="scenario to play (default: evening; see simulate --list)")
-    demo.add_argument("--compression", type=float, default=None, metavar="X",
-                      help="simulated seconds per real second (default: the scenario's)")
-    demo.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
-                      help="stop after this many real seconds (default: when the scenario "
-                           "ends, or Ctrl-C)")
-
-    from simulator.community.cli import add_arguments as simulate_arguments
-
-    simulate = sub.add_parser("simulate", help="run a simulated community scenario (Modbus "
-                                               "gateways, fire panels, ground truth)")
-    simulate_arguments(simulate)
+    _add_plugin_commands(sub)
     return parser
 
 
@@ -306,13 +301,6 @@ def _gb26875(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from simulator.demo import run_demo  # the only place the daemon's CLI touches the simulator
-
-    return run_demo(var=args.var, scenario=args.scenario, compression=args.compression,
-                    duration=args.duration)
-
-
 def _alarms(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
@@ -320,12 +308,6 @@ def _alarms(args: argparse.Namespace) -> int:
     from daemon.alarmctl import run as run_alarms
 
     return run_alarms(loaded, args)
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from simulator.community.cli import run as run_simulation
-
-    return run_simulation(args)
 
 
 if __name__ == "__main__":

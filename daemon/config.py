@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.durations import Duration, parse_duration
+from core.durations import Duration, parse_duration
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 from drivers.profile import Profile, ProfileError, Workarounds, load_profile

@@ -25,12 +25,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Self
 
+from core.aio import cancel_and_wait
+from core.measurements import Reading
 from daemon.config import FirePanelConfig
-from drivers.aio import cancel_and_wait
 from drivers.gb26875.codec import Frame
 from drivers.gb26875.link import FirePanelLink
 from drivers.gb26875.mapping import frame_to_readings
-from drivers.measurements import Reading
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from daemon.app import device_rules
+from daemon.assembly import device_rules
 from daemon.config import LoadedConfig
 from daemon.secrets import SecretError, UnsetVariable, read_secret, secret_paths
 from drivers.modbus.planner import wire_time_ms

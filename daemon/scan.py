@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from core.measurements import Quality, Quantity, Reading
 from daemon.config import BusConfig
-from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
 from drivers.modbus.transport import (
     BusSettings,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from drivers.aio import cancel_and_wait
+from core.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers.durations import Duration
-from drivers.measurements import Quantity
+from core.durations import Duration
+from core.measurements import Quantity
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -90,7 +90,7 @@ class Point(BaseModel):
     # per-quantity interval override, e.g. "60s" for energy counters
     poll: Annotated[Duration, Field(gt=0, le=86_400)] | None = None
     # the plausible range of the engineering value, overriding the quantity's own
-    # (drivers.measurements.PLAUSIBLE); a value outside it is a glitch: bad quality, counted
+    # (core.measurements.PLAUSIBLE); a value outside it is a glitch: bad quality, counted
     min: Annotated[float, Field(allow_inf_nan=False)] | None = None
     max: Annotated[float, Field(allow_inf_nan=False)] | None = None
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.model import Condition
 
 Output = Condition | Reading

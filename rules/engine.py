@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.alarm import (
     Ack,
     AlarmPolicy,

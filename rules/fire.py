@@ -12,7 +12,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 

@@ -45,8 +45,8 @@ from annotated_types import Ge, Gt, Le
 from astral import Observer
 from astral.sun import sun
 
-from drivers.durations import Duration
-from drivers.measurements import Quantity, Reading
+from core.durations import Duration
+from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 

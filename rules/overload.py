@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar
 
 from annotated_types import Ge, Gt, Le
 
-from drivers.durations import Duration
-from drivers.measurements import Quantity, Reading
+from core.durations import Duration
+from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 

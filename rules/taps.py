@@ -26,10 +26,10 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, SiteInfo
 from rules.model import Condition
-from rules.wiring import SEVERITIES, TAP, WiringConfig, clock
+from rules.wiring_config import SEVERITIES, TAP, WiringConfig, clock
 
 KWH_TO_J = 3.6e6
 COUNTERS = (Quantity.ENERGY_IMPORT, Quantity.ENERGY)  # import first: export is not a load

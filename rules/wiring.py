@@ -39,182 +39,57 @@ Pure: state in, state and conditions out; time and time of day come from the rea
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Annotated, Any, ClassVar
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from annotated_types import Ge, Gt, Le
-
-from drivers.durations import Duration
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.lighting import SunDay, day_of
-from rules.model import Condition, Severity
-
-NAME = "wiring"
-EBIKE, RESISTIVE, UNEXPECTED, TAP = "ebike-charging", "resistive-load", "unexpected-load", \
-    "unmetered-tap"
-# Signatures are suspicions someone has to look at; a tap is a measured fact (current that
-# bypasses every sub-breaker and meter), hence critical.
-SEVERITIES = {EBIKE: Severity.WARNING, RESISTIVE: Severity.WARNING,
-              UNEXPECTED: Severity.WARNING, TAP: Severity.CRITICAL}
-PHASES = ("L1", "L2", "L3")
-BASELINE_POLLS = 5
-NOISE_POLLS = 30  # poll-to-poll differences kept for the circuit's noise
-MAX_LAYERS = 3
-FLOOR_POLLS = 30  # the circuit's floor: low decile of this many polls
-FLOOR_SHARE = 0.5  # a charger lifts the floor by at least this share of its step
-MAX_OPENS = 400
-BUSY, BUSY_VERY = 15, 40  # steps a day on a busy circuit
-STEADY_POLLS = 6  # on-polls a heater's level is judged on
-STEADY_SPREAD = 0.1
-MIN_BURST = 360.0  # s: shorter large resistive loads (kettles, 3-5 min) do not add up
-ROUTINE_EXACT = 150.0  # s: people do not plug in at the same minute every day; timers do
-SHAPE_EVERY = 5  # polls per shape sample (a median)
-SHAPE_SAMPLES = 48
-ROUTINE_DAYS = 7
-PROFILE_DAYS = 7
-MAX_PHASE_W = 250_000.0  # anything above on one phase is a garbled reading, not a load
-
-
-@dataclass(frozen=True, slots=True)
-class WiringConfig:
-    """``[rules.wiring]`` / ``[device.rules.wiring]``."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    enabled: bool = True
-    # circuits watched for e-bikes, heaters and unexpected load (device kinds)
-    circuit_kinds: tuple[str, ...] = ("lighting", "public")
-    step_w: Annotated[float, Gt(0)] = 50.0  # W: smallest step tracked
-    noise_k: Annotated[float, Ge(0), Le(20)] = 5.0  # steps must also clear k x circuit noise
-    end_fraction: Annotated[float, Gt(0), Le(1)] = 0.3  # a layer ends below this x its step
-    end_polls: Annotated[int, Ge(1), Le(30)] = 3  # ... for this many polls in a row
-    switch_window: Annotated[Duration, Ge(0), Le(7200)] = 900.0  # lamps switch near dusk/dawn
-    ebike_min_w: Annotated[float, Ge(0)] = 50.0
-    ebike_max_w: Annotated[float, Gt(0)] = 500.0
-    ebike_min_duration: Annotated[Duration, Ge(0), Le(86400)] = 2700.0
-    ebike_confidence: Annotated[float, Ge(0), Le(1)] = 0.6
-    night_from: Annotated[float, Ge(0), Le(24)] = 20.0  # local hour
-    night_to: Annotated[float, Ge(0), Le(24)] = 5.0
-    resistive_w: Annotated[float, Gt(0)] = 900.0
-    resistive_pf: Annotated[float, Gt(0), Le(1)] = 0.97
-    resistive_delay: Annotated[Duration, Ge(0), Le(86400)] = 600.0  # on-time ...
-    resistive_window: Annotated[Duration, Gt(0), Le(86400)] = 1800.0  # ... within this
-    unexpected_delay: Annotated[Duration, Ge(0), Le(86400)] = 7200.0
-    routine_tolerance: Annotated[Duration, Ge(0), Le(7200)] = 900.0  # same time of day +-
-    routine_days: Annotated[int, Ge(1), Le(ROUTINE_DAYS)] = 1  # earlier days with that step
-    # unmetered taps (rules.taps): a box's energy balance over a window
-    box_own_w: Annotated[float, Ge(0)] = 0.0  # W the box itself draws, unmetered
-    tap_window: Annotated[Duration, Ge(120), Le(86400)] = 1800.0
-    tap_tolerance_w: Annotated[float, Ge(0)] = 80.0
-    tap_tolerance_pct: Annotated[float, Ge(0), Le(100)] = 3.0
-    tap_delay: Annotated[Duration, Ge(0), Le(86400)] = 600.0
-    tap_clear_after: Annotated[Duration, Ge(0), Le(7 * 86400)] = 6 * 3600.0
-
-    def __post_init__(self) -> None:
-        if self.ebike_min_w >= self.ebike_max_w:
-            raise ValueError(f"ebike_min_w {self.ebike_min_w} is not below ebike_max_w "
-                             f"{self.ebike_max_w}")
-
-    def night(self, hour: float) -> bool:
-        if self.night_from <= self.night_to:
-            return self.night_from <= hour < self.night_to
-        return hour >= self.night_from or hour < self.night_to
-
-
-def clock(ts: float, zone: str) -> str:
-    return datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%H:%M")
-
-
-# -- state ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """One load switched on, followed from its step up to its step down."""
-
-    start: float
-    # the alarm's channel: the phase; "L1.2" for a second load on top of one ("/" would split
-    # the MQTT topic)
-    channel: str
-    base: float  # W under this layer (the circuit's baseline plus the layers below)
-    base_s: float | None  # VA under it
-    floor_before: float = 0.0  # the circuit's floor before the step
-    at_switch: bool = False  # began as the lamps switch at dusk: flat, it is the lamps
-    polls: int = 0
-    first: tuple[float, ...] = ()  # the first three excesses
-    recent: tuple[float, ...] = ()  # the last three excesses
-    below: int = 0  # polls in a row below the end threshold
-    on_polls: int = 0  # polls above it
-    peak: float = 0.0  # highest 3-poll median
-    on_levels: tuple[float, ...] = ()  # the latest excesses while on (steadiness)
-    sum_dp: float = 0.0  # paired active and apparent excess: the step's own PF
-    sum_ds: float = 0.0
-    shape: tuple[float, ...] = ()  # one median level per SHAPE_EVERY polls
-    chunk: tuple[float, ...] = ()  # the excesses of the shape sample being filled
-    raised: frozenset[str] = frozenset()
-    confidence: float = 0.0
-
-    @property
-    def step(self) -> float:
-        return statistics.median(self.first) if self.first else 0.0
-
-    @property
-    def level(self) -> float:
-        return statistics.median(self.recent) if self.recent else 0.0
-
-    @property
-    def pf(self) -> float | None:
-        if self.sum_ds <= 0.0 or self.sum_dp <= 0.0:
-            return None
-        return min(1.0, self.sum_dp / self.sum_ds)
-
-
-@dataclass(frozen=True, slots=True)
-class Burst:
-    """A closed large resistive layer (a heater's thermostat cycle, a kettle)."""
-
-    end: float
-    on_time: float
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitState:
-    recent: tuple[float, ...] = ()  # last powers outside layers (the baseline)
-    recent_s: tuple[float, ...] = ()
-    diffs: tuple[float, ...] = ()  # |poll-to-poll change|: the noise
-    history: tuple[float, ...] = ()  # every recent power, for the floor
-    opens: tuple[float, ...] = ()  # when layers opened over the last day: how busy it is
-    heater: tuple[str, float] | None = None  # (channel, last on) of a heater alarm held
-    hour: tuple[float, int] | None = None  # (day start, local hour) being gathered
-    hour_powers: tuple[float, ...] = ()
-    # per local hour, the upper quartile of power on each of the last PROFILE_DAYS days
-    profile: tuple[tuple[float, ...], ...] = ((),) * 24
-    last: tuple[float, float] | None = None  # (ts, W) of the latest power
-    apparent: tuple[float, float] | None = None  # (ts, VA) of the latest apparent power
-    volts: tuple[float, float] | None = None  # (ts, V) for S = V x I
-    amps: tuple[float, float] | None = None
-    last_s: float | None = None  # VA of the last poll that had one
-    layers: tuple[Layer, ...] = ()
-    bursts: tuple[Burst, ...] = ()
-    starts: tuple[tuple[float, float], ...] = ()  # (ts, W) of recent steps: routine
-    first_ts: float | None = None
-    day: SunDay | None = None
-    verdicts: bool = False  # first (healthy) verdicts emitted
-
-    @property
-    def base(self) -> float:
-        return statistics.median(self.recent) if self.recent else 0.0
-
-    @property
-    def noise(self) -> float:
-        """Robust spread of poll-to-poll changes (median absolute change x 1.4826 / sqrt 2)."""
-        return statistics.median(self.diffs) * 1.05 if len(self.diffs) >= 10 else 0.0
+from rules.model import Condition
+from rules.taps import tap_rules  # the box balance: its own module, same config table
+from rules.wiring_config import (
+    BASELINE_POLLS,
+    EBIKE,
+    FLOOR_POLLS,
+    FLOOR_SHARE,
+    MAX_LAYERS,
+    MAX_OPENS,
+    MAX_PHASE_W,
+    MIN_BURST,
+    NAME,
+    NOISE_POLLS,
+    PHASES,
+    PROFILE_DAYS,
+    RESISTIVE,
+    ROUTINE_DAYS,
+    SEVERITIES,
+    SHAPE_EVERY,
+    SHAPE_SAMPLES,
+    STEADY_POLLS,
+    STEADY_SPREAD,
+    TAP,
+    UNEXPECTED,
+    WiringConfig,
+    clock,
+)
+from rules.wiring_state import (
+    Burst,
+    CircuitState,
+    Layer,
+    busy_factor,
+    charger_like,
+    ebike_confidence,
+    facts,
+    floor,
+    routine,
+    shape_word,
+    shaped,
+    steady,
+    usual,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +114,7 @@ class CircuitRule:
         return evaluate_circuit(state or CircuitState(), reading, self)
 
 
+
 def evaluate_circuit(state: CircuitState, reading: Reading,
                      rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
     """Feed one power, apparent power, reactive power, PF, voltage or current reading."""
@@ -261,6 +137,7 @@ def evaluate_circuit(state: CircuitState, reading: Reading,
     return _pair(state, ts), []
 
 
+
 def _apparent(state: CircuitState, ts: float) -> float | None:
     """The poll's apparent power (VA), from whichever source the meter serves."""
     if state.volts is not None and state.amps is not None and \
@@ -269,6 +146,7 @@ def _apparent(state: CircuitState, ts: float) -> float | None:
     if state.apparent is None or state.apparent[0] != ts:
         return None
     return abs(state.apparent[1])
+
 
 
 def _pair(state: CircuitState, ts: float) -> CircuitState:
@@ -292,8 +170,10 @@ def _pair(state: CircuitState, ts: float) -> CircuitState:
     return replace(state, layers=(*state.layers[:-1], top))
 
 
+
 _QUANTITY_FOR_S = (frozenset({Quantity.APPARENT_POWER}),
                    frozenset({Quantity.VOLTAGE, Quantity.CURRENT}))
+
 
 
 def s_sources(device: DeviceInfo) -> frozenset[Quantity]:
@@ -306,7 +186,6 @@ def s_sources(device: DeviceInfo) -> frozenset[Quantity]:
     return frozenset()
 
 
-# -- the power series -------------------------------------------------------------------------
 
 def _power(state: CircuitState, reading: Reading,
            rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
@@ -356,8 +235,10 @@ def _power(state: CircuitState, reading: Reading,
     return _follow(state, reading, rule, day, out)
 
 
+
 def _median_or_none(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
+
 
 
 def _open(state: CircuitState, reading: Reading, rule: CircuitRule, base: float,
@@ -376,6 +257,7 @@ def _open(state: CircuitState, reading: Reading, rule: CircuitRule, base: float,
     return _follow(state, reading, rule, day, out)
 
 
+
 def _drop_lower(state: CircuitState, drop: float, reading: Reading,
                 rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
     """A step down the size of a lower layer: that load went off while the top one runs."""
@@ -390,8 +272,10 @@ def _drop_lower(state: CircuitState, drop: float, reading: Reading,
     return _closed(state, gone, reading, rule), _clear(gone, reading, level, rule)
 
 
+
 def _near_switch(day: SunDay, ts: float, window: float) -> bool:
     return abs(ts - day.dusk) <= window or abs(ts - day.dawn) <= window
+
 
 
 def _follow(state: CircuitState, reading: Reading, rule: CircuitRule, day: SunDay,
@@ -426,11 +310,13 @@ def _follow(state: CircuitState, reading: Reading, rule: CircuitRule, day: SunDa
     return replace(state, layers=(*state.layers[:-1], layer)), out + raised
 
 
+
 def _closed(state: CircuitState, layer: Layer, reading: Reading,
             rule: CircuitRule) -> CircuitState:
     if RESISTIVE in layer.raised:  # held through the thermostat's off time (_heater_gone)
         state = replace(state, heater=(layer.channel, reading.ts))
     return _remember(state, layer, reading, rule)
+
 
 
 def _remember(state: CircuitState, layer: Layer, reading: Reading,
@@ -449,12 +335,14 @@ def _remember(state: CircuitState, layer: Layer, reading: Reading,
     return replace(state, starts=starts, bursts=bursts)
 
 
+
 def _clear(layer: Layer, reading: Reading, level: float, rule: CircuitRule) -> list[Condition]:
     duration = reading.ts - layer.start
     return [_condition(name, reading, False, level,
                        f"step gone after {duration / 60:.0f} min "
                        f"(now {level:+.0f} W over {layer.base:.0f} W)", channel=layer.channel)
             for name in sorted(layer.raised - {RESISTIVE})]
+
 
 
 def _profile(state: CircuitState, day: SunDay, ts: float, p: float) -> CircuitState:
@@ -471,13 +359,6 @@ def _profile(state: CircuitState, day: SunDay, ts: float, p: float) -> CircuitSt
     return replace(state, hour=hour, hour_powers=(p,), profile=profile)
 
 
-def usual(state: CircuitState, hour: float) -> float | None:
-    """The most this circuit drew around this hour on earlier days (upper quartiles of the
-    hour before, this one and the next); None until a day is known."""
-    h = int(hour) % 24
-    values = [v for k in (h - 1, h, h + 1) for v in state.profile[k % 24]]
-    return max(values) if len(values) >= 2 else None
-
 
 def _heater_gone(state: CircuitState, reading: Reading,
                  rule: CircuitRule) -> tuple[CircuitState, list[Condition]]:
@@ -491,22 +372,6 @@ def _heater_gone(state: CircuitState, reading: Reading,
     return replace(state, heater=None), [_condition(
         RESISTIVE, reading, False, 0.0, f"off for {off:.0f} min", channel=held[0])]
 
-
-def routine(state: CircuitState, layer: Layer, params: WiringConfig,
-            tolerance: float | None = None) -> bool:
-    """The same step at the same time of day on ``routine_days`` earlier days: a timer."""
-    window = params.routine_tolerance if tolerance is None else tolerance
-    days = set()
-    for ts, watts in state.starts:
-        ago = layer.start - ts
-        if ago < 43200:
-            continue
-        off = ago % 86400
-        off = min(off, 86400 - off)
-        if off <= window and abs(watts - layer.step) <= \
-                max(params.step_w / 2, 0.25 * layer.step):
-            days.add(round(ago / 86400))
-    return len(days) >= params.routine_days
 
 
 def _judge(layer: Layer, state: CircuitState, reading: Reading, rule: CircuitRule,
@@ -537,7 +402,7 @@ def _judge(layer: Layer, state: CircuitState, reading: Reading, rule: CircuitRul
     if EBIKE not in raised and RESISTIVE not in raised and \
             duration >= params.ebike_min_duration and \
             params.ebike_min_w <= step <= params.ebike_max_w and \
-            charger_like(layer, state) and (not layer.at_switch or _shaped(layer)):
+            charger_like(layer, state) and (not layer.at_switch or shaped(layer)):
         confidence = ebike_confidence(layer, state, params, day)
         layer = replace(layer, confidence=confidence)
         if confidence >= params.ebike_confidence:
@@ -545,7 +410,7 @@ def _judge(layer: Layer, state: CircuitState, reading: Reading, rule: CircuitRul
             out.append(_condition(
                 EBIKE, reading, True, round(confidence, 2),
                 f"likely e-bike charging, confidence {confidence:.2f} ({evidence}, "
-                f"{_shape_word(layer)})", limit=params.ebike_confidence,
+                f"{shape_word(layer)})", limit=params.ebike_confidence,
                 channel=layer.channel, evidence=facts(layer, duration, state)))
             if UNEXPECTED in raised:
                 raised.discard(UNEXPECTED)
@@ -568,8 +433,10 @@ def _judge(layer: Layer, state: CircuitState, reading: Reading, rule: CircuitRul
     return replace(layer, raised=frozenset(raised)), out
 
 
+
 def _poll(layer: Layer, duration: float) -> float:
     return duration / max(1, layer.polls - 1)
+
 
 
 def _evidence(layer: Layer, duration: float, rule: CircuitRule) -> str:
@@ -579,124 +446,6 @@ def _evidence(layer: Layer, duration: float, rule: CircuitRule) -> str:
             f"{pf_text}, {duration / 60:.0f} min since "
             f"{clock(layer.start, rule.site.timezone)}")
 
-
-def trend(layer: Layer) -> float:
-    """Relative change of the level from the first hour's start to its latest sample
-    (positive: creeping up, negative: tapering); 0 with too few samples."""
-    if len(layer.shape) < 4 or layer.step <= 0:
-        return 0.0
-    first = statistics.median(layer.shape[:2])
-    return (statistics.median(layer.shape[-2:]) - first) / max(first, 1.0)
-
-
-def busy_penalty(state: CircuitState) -> float:
-    """Loads come and go all day on a circuit with a lift, a pump or a guard booth: a step
-    there is weaker evidence than on a stairwell where nothing else moves."""
-    steps = len(state.opens)
-    return 0.3 if steps >= BUSY_VERY else 0.15 if steps >= BUSY else 0.0
-
-
-def busy_factor(state: CircuitState) -> float:
-    """How much longer a heater must be seen on a busy circuit (a lift's evening rush, a guard
-    booth's kettle then rice cooker look like a heater for a while)."""
-    steps = len(state.opens)
-    return 2.0 if steps >= BUSY_VERY else 1.5 if steps >= BUSY else 1.0
-
-
-def steady(levels: Sequence[float]) -> bool:
-    """A heating element draws the same to the watt while it is on (P ~ V², the voltage moves
-    a few %); a lift's runs, a cooker's phases and a vacuum moving about do not. The trimmed
-    range (one outlier either side dropped: a lift run on top) within STEADY_SPREAD."""
-    if len(levels) < STEADY_POLLS:
-        return False
-    ordered = sorted(levels)[1:-1]
-    mid = statistics.median(ordered)
-    return mid > 0 and ordered[-1] - ordered[0] <= STEADY_SPREAD * mid
-
-
-def charger_like(layer: Layer, state: CircuitState) -> bool:
-    """A charger is there all the time: the circuit's floor (its low decile over FLOOR_POLLS)
-    has risen by most of the step since before it. A freezer's or a lift's cycles come and go
-    and leave the floor where it was; so do appliances switched on and off around the step."""
-    step = layer.step
-    if not 0.3 * step <= layer.level <= 2.0 * step:
-        return False
-    return floor(state.history) - layer.floor_before >= FLOOR_SHARE * step
-
-
-def floor(history: Sequence[float]) -> float:
-    """The low decile of the last FLOOR_POLLS powers: what stays on through every cycle."""
-    recent = sorted(history[-FLOOR_POLLS:])
-    return recent[len(recent) // 10] if recent else 0.0
-
-
-def wander(layer: Layer) -> float:
-    """The largest change between consecutive five-minute levels of a layer."""
-    jumps = [abs(b - a) for a, b in itertools.pairwise(layer.shape)]
-    return max(jumps) if jumps else 0.0
-
-
-def flat(layer: Layer) -> bool:
-    """Held within 2 % for the whole layer: lamps, a timer, an appliance at one setting."""
-    if len(layer.shape) < 6:
-        return False
-    mid = statistics.median(layer.shape)
-    return mid > 0 and (max(layer.shape) - min(layer.shape)) <= 0.02 * mid
-
-
-def _shaped(layer: Layer) -> bool:
-    """Creeping up (constant current) or tapering (constant voltage): not a lamp."""
-    return layer.level < 0.85 * layer.peak or trend(layer) >= 0.02
-
-
-def _shape_word(layer: Layer) -> str:
-    t = trend(layer)
-    if layer.level < 0.85 * layer.peak:
-        return "tapering"
-    if t >= 0.02:
-        return "creeping up"
-    return "steady"
-
-
-def ebike_confidence(layer: Layer, state: CircuitState, params: WiringConfig,
-                     day: SunDay) -> float:
-    """How much a held layer looks like an e-bike charger (domain.md §5, bench/corpus)."""
-    c = 0.45
-    pf = layer.pf
-    if pf is not None:
-        if pf <= 0.75:
-            c += 0.15  # a switched-mode charger without PFC: harmonics
-        elif pf < 0.93:
-            c -= 0.15  # a motor or a mixed appliance
-    if 80.0 <= layer.step <= 400.0:
-        c += 0.05  # 48-72 V packs at 1.5-5 A
-    t = trend(layer)
-    if layer.level < 0.85 * layer.peak or t >= 0.02:
-        c += 0.15  # constant current creeping up, or constant voltage tapering
-    elif flat(layer):
-        c -= 0.2  # lamps or a timer hold flat to the watt
-    if params.night(day.hour(layer.start) % 24):
-        c += 0.1
-    if routine(state, layer, params, tolerance=ROUTINE_EXACT):
-        c -= 0.3  # the same load at the same minute as on an earlier day: a timer, a pump
-    c -= busy_penalty(state)
-    return max(0.0, min(1.0, c))
-
-
-def facts(layer: Layer, duration: float,
-          state: CircuitState | None = None) -> tuple[tuple[str, float], ...]:
-    """A layer's evidence as numbers (InfluxDB fields, MQTT ``evidence``)."""
-    out = [("steps_24h", float(len(state.opens)) if state else 0.0),
-           ("step_w", round(layer.step, 1)), ("level_w", round(layer.level, 1)),
-           ("floor_before_w", round(layer.floor_before, 1)),
-           ("wander_w", round(wander(layer), 1)),
-           ("baseline_w", round(layer.base, 1)), ("duration_min", round(duration / 60, 1)),
-           ("trend", round(trend(layer), 3))]
-    if layer.pf is not None:
-        out.append(("step_pf", round(layer.pf, 3)))
-    if layer.confidence:
-        out.append(("confidence", round(layer.confidence, 2)))
-    return tuple(out)
 
 
 def _condition(rule: str, reading: Reading, active: bool, value: float, what: str,
@@ -712,12 +461,9 @@ def _condition(rule: str, reading: Reading, active: bool, value: float, what: st
                      limit=limit, message=message, evidence=evidence)
 
 
-# -- building from config ---------------------------------------------------------------------
 
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
-    from rules.taps import tap_rules  # the box balance: its own module, same config table
-
     out: dict[str, list[Rule]] = {}
     meters = [(d, c) for d, c in devices if d.serves(Quantity.POWER) and d.kind != "fire-panel"]
     for device, config in meters:
@@ -732,6 +478,7 @@ def _build(site: SiteInfo,
     return out
 
 
+
 SPEC = RuleSpec(
     name=NAME, params=WiringConfig, build=_build,
     summary="illegal wiring: e-bike charging, resistive loads and unexpected load on "
@@ -740,3 +487,4 @@ SPEC = RuleSpec(
             RESISTIVE: "warning: a large PF~1 step (heater) on a circuit not meant for it",
             UNEXPECTED: "warning: sustained extra load on a lighting or public circuit",
             TAP: "critical: a box's incomer draws more energy than its metered sub-circuits"})
+

@@ -10,13 +10,13 @@ config (``simulator.community.daemon_config``, validated by ``daemon.config.vali
   polls (their ``errors`` count up);
 - reports the fire panels' fires and faults at the moment they start and end (as the UITD
   would), plus the panel link's health every step;
-- runs everything through the daemon's own rule engine (``daemon.app.device_rules``,
+- runs everything through the daemon's own rule engine (``daemon.assembly.device_rules``,
   ``policies``, ``flood_policy``; ``tick`` every step), so derived ``thermal_load_pct`` and
   every alarm transition exist; an operator acknowledges each raised alarm ``ack_after``
   seconds later (fire alarms are never acknowledged here: they stay latched until reset);
 - adds the daemon's self-metrics (``firewarden``, every 10 s) with a short InfluxDB outage in
   the middle of the run, so the spool and write-health panels have something to show;
-- formats with ``daemon.sinks.lineprotocol`` using ``daemon.app.device_tags`` and POSTs line
+- formats with ``daemon.sinks.lineprotocol`` using ``daemon.assembly.device_tags`` and POSTs line
   protocol to ``/write?db=...&precision=ns`` in chunks.
 
 The run is deterministic: the same scenario and step always write the same points.
@@ -37,10 +37,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.app import device_rules, device_tags, flood_policy, policies
+from core.measurements import Quantity, Reading, checked_value
+from daemon.assembly import device_rules, device_tags, flood_policy, policies
 from daemon.config import LoadedConfig, validate_config
 from daemon.sinks.lineprotocol import FieldValue, alarm_line, format_line, line, reading_series
-from drivers.measurements import Quantity, Reading, checked_value
 from rules.alarm import CommandRefused
 from rules.engine import RuleEngine
 from rules.model import AlarmEvent, AlarmState, EventKind, Severity
@@ -160,7 +160,7 @@ class HistoryRun:
     # -- the pipeline -------------------------------------------------------------------------
 
     def _handle(self, reading: Reading) -> None:
-        """What ``daemon.app.Pipeline._handle`` does: store, evaluate, store derived."""
+        """What ``daemon.pipeline.Pipeline._handle`` does: store, evaluate, store derived."""
         self.processed += 1
         self.sink.reading(reading)
         self._publish(self.engine.evaluate(reading))

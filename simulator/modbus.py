@@ -31,7 +31,7 @@ from pymodbus.datastore import (
 )
 from pymodbus.server import ModbusTcpServer
 
-from drivers.measurements import Quantity
+from core.measurements import Quantity
 from drivers.modbus.decode import (
     decode_bit,
     decode_point,

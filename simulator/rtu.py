@@ -35,7 +35,7 @@ from typing import Self
 
 import serial_asyncio_fast
 
-from drivers.aio import cancel_and_wait
+from core.aio import cancel_and_wait
 from drivers.modbus import rtu
 from drivers.profile import load_profile
 from simulator.modbus import SimulatedDevice

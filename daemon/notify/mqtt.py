@@ -41,11 +41,11 @@ from typing import Any, Self
 
 import aiomqtt
 
+from core.aio import finish_within
 from daemon.commands import MAX_COMMAND_BYTES, clip, too_large
 from daemon.config import MqttConfig
 from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
-from drivers.aio import finish_within
 from rules.model import AlarmState
 
 log = logging.getLogger(__name__)

@@ -80,10 +80,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import yarl
 
+from core.aio import finish_within
 from daemon.config import WebhookConfig
 from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
-from drivers.aio import finish_within
 
 log = logging.getLogger(__name__)
 

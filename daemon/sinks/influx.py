@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from core.aio import finish_within
+from core.measurements import Quality, Quantity, Reading
 from daemon.config import InfluxConfig
 from daemon.secrets import read_secret
 from daemon.sinks.lineprotocol import (
@@ -52,8 +54,6 @@ from daemon.sinks.lineprotocol import (
 )
 from daemon.sinks.spool import Spool
 from daemon.sqlitefile import DiskReserve, StateProblem, is_full
-from drivers.aio import finish_within
-from drivers.measurements import Quality, Quantity, Reading
 from rules.model import AlarmEvent
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from drivers.measurements import Reading
+from core.measurements import Reading
 from rules.model import AlarmEvent
 
 FieldValue = float | int | bool | str

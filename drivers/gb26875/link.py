@@ -69,7 +69,9 @@ from typing import Literal, Self
 
 import serial_asyncio_fast
 
-from drivers.aio import cancel_and_wait
+from core.aio import cancel_and_wait
+from core.logbudget import LogBudget, held_back
+from core.measurements import Quantity, Reading
 from drivers.gb26875.codec import (
     MAX_ADU,
     MAX_FRAME,
@@ -84,8 +86,6 @@ from drivers.gb26875.codec import (
     encode_frame,
     nak_for,
 )
-from drivers.logbudget import LogBudget, held_back
-from drivers.measurements import Quantity, Reading
 
 log = logging.getLogger(__name__)
 

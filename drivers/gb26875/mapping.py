@@ -27,6 +27,7 @@ clear in test mode) is not used: real panels send fire alarms with it clear.
 
 from __future__ import annotations
 
+from core.measurements import Quantity, Reading
 from drivers.gb26875.codec import (
     AduType,
     ComponentAnalog,
@@ -35,7 +36,6 @@ from drivers.gb26875.codec import (
     SystemStatus,
     UitdStatus,
 )
-from drivers.measurements import Quantity, Reading
 
 FIRE_DETECTORS: frozenset[int] = frozenset(
     {23, 25, *range(30, 38), *range(40, 45), *range(50, 54), 61, 62, 69})

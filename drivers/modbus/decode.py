@@ -14,7 +14,7 @@ import math
 import struct
 from collections.abc import Sequence
 
-from drivers.measurements import Quality, bounded, checked_value, plausible_range
+from core.measurements import Quality, bounded, checked_value, plausible_range
 from drivers.profile import ByteOrder, DataType, Point
 
 # struct format of each multi-byte type, big-endian once the bytes are in ABCD order

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
 
-from drivers.aio import cancel_and_wait
-from drivers.logbudget import LogBudget, held_back
-from drivers.measurements import Quality, Quantity, Reading
+from core.aio import cancel_and_wait
+from core.logbudget import LogBudget, held_back
+from core.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import decode_bit, decode_point, point_range
 from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
 from drivers.modbus.transport import (

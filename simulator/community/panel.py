@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import serial_asyncio_fast
 
-from drivers.aio import cancel_and_wait
+from core.aio import cancel_and_wait
 from drivers.gb26875.codec import (
     Adu,
     AduType,

@@ -28,7 +28,7 @@ from typing import Literal, Self
 
 from pymodbus.datastore import ModbusDeviceContext
 
-from drivers.aio import cancel_and_wait
+from core.aio import cancel_and_wait
 from drivers.gb26875.codec import ComponentStatusFlags
 from drivers.profile import load_profile
 from simulator.community.daemon_config import Endpoints, FirePanelEndpoint

@@ -19,12 +19,12 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from daemon.app import AlarmDesk
+from core.measurements import Quantity, Reading
 from daemon.commands import VERBS
 from daemon.config import InfluxConfig
+from daemon.pipeline import AlarmDesk
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
-from drivers.measurements import Quantity, Reading
 from rules.engine import DeviceRules, RuleEngine
 from rules.model import Alarm, AlarmState, Severity
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from daemon.app import BULK_SLICE, AlarmDesk, Pipeline
+from core.measurements import Quantity, Reading
 from daemon.config import InfluxConfig, MqttConfig
 from daemon.notify.mqtt import MqttNotifier
+from daemon.pipeline import BULK_SLICE, AlarmDesk, Pipeline
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
-from drivers.measurements import Quantity, Reading
 from rules.engine import DeviceRules, RuleEngine
 from rules.model import AlarmEvent
 from simulator.services import free_port

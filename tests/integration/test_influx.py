@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.measurements import Quality, Quantity, Reading
 from daemon.config import InfluxConfig
 from daemon.sinks.influx import InfluxSink
-from drivers.measurements import Quality, Quantity, Reading
 from rules.model import Alarm, AlarmEvent, AlarmState, EventKind, Severity
 from simulator.services import InfluxDB
 from tests.services import eventually

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from core.measurements import Quantity, Reading
 from daemon.config import InfluxConfig
 from daemon.sinks.influx import InfluxSink
-from drivers.measurements import Quantity, Reading
 from rules.model import Alarm, AlarmEvent, AlarmState, EventKind, Severity
 from simulator.services import InfluxDB, VictoriaMetrics
 from tests.services import eventually

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from core.measurements import Quantity, Reading
 from daemon.config import InfluxConfig
 from daemon.sinks.influx import InfluxSink
 from daemon.sinks.lineprotocol import timestamp_ns
 from daemon.sinks.spool import Spool
-from drivers.measurements import Quantity, Reading
 from rules.model import Alarm, AlarmEvent, AlarmState, EventKind, Severity
 from simulator.services import InfluxDB
 from tests.services import eventually

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import pytest
 
+from core.measurements import Quality, Quantity
 from daemon.config import BusConfig, DeviceConfig
-from drivers.measurements import Quality, Quantity
 from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
 from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
 from drivers.modbus.transport import (

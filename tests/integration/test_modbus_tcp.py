@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from core.measurements import Quality, Quantity, Reading
 from daemon.config import BusConfig, DeviceConfig
-from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
 from drivers.modbus.transport import (
     ModbusDeviceError,

@@ -31,13 +31,13 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from daemon.app import AlarmDesk
+from core.measurements import Quantity, Reading
 from daemon.commands import clip
 from daemon.config import InfluxConfig, MqttConfig
 from daemon.notify.mqtt import MqttNotifier
+from daemon.pipeline import AlarmDesk
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
-from drivers.measurements import Quantity, Reading
 from drivers.profile import load_profile
 from rules.engine import DeviceRules, RuleEngine
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.measurements import Quality, Reading
 from daemon.config import BusConfig, DeviceConfig
-from drivers.measurements import Quality, Reading
 from drivers.modbus.decode import point_range
 from drivers.modbus.poller import PolledDevice, read_once
 from drivers.profile import DataType, Point, load_profile, shipped_profiles

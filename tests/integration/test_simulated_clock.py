@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from core.measurements import Quantity, Reading
 from daemon.app import simulated_clock
 from daemon.config import BusConfig, DeviceConfig, FirePanelConfig
 from daemon.panels import FirePanels
-from drivers.measurements import Quantity, Reading
 from drivers.modbus.poller import BusPoller, PolledDevice
 from drivers.profile import load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
+from core.measurements import Quantity
 from daemon.app import Supervisor
 from daemon.config import load_config
 from drivers.gb26875.codec import Command, Frame, Header, encode_frame
 from drivers.gb26875.link import FirePanelLink
-from drivers.measurements import Quantity
 from simulator.services import Mosquitto, free_port
 from simulator.uitd import UitdPeer, fire_frame
 from tests.faults.harness import (

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules.alarm import (
     Ack,
     AlarmPolicy,

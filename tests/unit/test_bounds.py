@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from drivers.logbudget import LogBudget, held_back
-from drivers.measurements import (
+from core.logbudget import LogBudget, held_back
+from core.measurements import (
     PLAUSIBLE,
     Quality,
     Quantity,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app import AlarmDesk
+from core.measurements import Quantity, Reading
 from daemon.commands import MAX_COMMAND_BYTES, CommandError, Freshness, parse_command
 from daemon.config import InfluxConfig
+from daemon.pipeline import AlarmDesk
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
-from drivers.measurements import Quantity, Reading
 from rules.engine import DeviceRules, RuleEngine
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.measurements import Quality
+from core.measurements import Quality
 from drivers.modbus.decode import (
     decode_bit,
     decode_point,

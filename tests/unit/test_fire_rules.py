@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app import device_rules
+from core.measurements import Quality, Quantity, Reading
+from daemon.assembly import device_rules
 from daemon.config import FirePanelConfig, validate_config
 from daemon.panels import zone_locator
-from drivers.measurements import Quality, Quantity, Reading
 from rules import fire
 from rules.engine import RuleEngine
 from rules.model import AlarmState, EventKind, Severity

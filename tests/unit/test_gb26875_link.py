@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.measurements import Quantity
 from drivers.gb26875.codec import (
     FrameError,
     FrameErrorReason,
@@ -12,7 +13,6 @@ from drivers.gb26875.codec import (
     encode_frame,
 )
 from drivers.gb26875.link import Backoff, FirePanelLink, ResendFilter
-from drivers.measurements import Quantity
 from tests.unit.test_gb26875_codec import HAND_BUILT
 
 

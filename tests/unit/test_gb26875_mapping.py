@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from core.measurements import Quality, Quantity
 from drivers.gb26875.codec import (
     Adu,
     AduObject,
@@ -25,7 +26,6 @@ from drivers.gb26875.codec import (
     decode_frame,
 )
 from drivers.gb26875.mapping import frame_to_readings
-from drivers.measurements import Quality, Quantity
 from tests.unit.test_gb26875_codec import HAND_BUILT
 
 T = datetime(2024, 3, 15, 21, 7, 40)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.measurements import Quantity, Reading
 from daemon.sinks.lineprotocol import (
     FieldValue,
     alarm_line,
@@ -15,7 +16,6 @@ from daemon.sinks.lineprotocol import (
     series_key,
     timestamp_ns,
 )
-from drivers.measurements import Quantity, Reading
 from rules.model import Alarm, AlarmEvent, AlarmState, EventKind, Severity
 
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from core.measurements import Quality, Quantity
 from daemon.config import DeviceConfig
-from drivers.measurements import Quality, Quantity
 from drivers.modbus.decode import encode_point
 from drivers.modbus.planner import plan_requests
 from drivers.modbus.poller import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.measurements import Quantity
+from core.measurements import Quantity
 from drivers.profile import (
     ByteOrder,
     DataType,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from rules import overload
 from rules.alarm import Ack, CommandRefused, new_alarm, transition
 from rules.engine import DeviceRules, RuleEngine, UnknownAlarm

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from drivers.measurements import Quantity, Reading
+from core.measurements import Quantity, Reading
 from rules import comms
 from rules.base import DeviceInfo, Output, SiteInfo
 from rules.catalog import CATALOG, build_rules

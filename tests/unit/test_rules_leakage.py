@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from rules import leakage
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import CATALOG, build_rules

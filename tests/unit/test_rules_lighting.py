@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import build_rules
 from rules.engine import DeviceRules, RuleEngine

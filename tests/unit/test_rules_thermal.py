@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from rules import thermal
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import CATALOG, build_rules

@@ -13,14 +13,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.measurements import Quality, Quantity, Reading
+from core.measurements import Quality, Quantity, Reading
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import build_rules
 from rules.engine import DeviceRules, RuleEngine
 from rules.lighting import sun_day
 from rules.model import Condition, EventKind, Severity
 from rules.taps import TapRule, TapState
-from rules.wiring import CircuitRule, CircuitState, WiringConfig
+from rules.wiring import CircuitRule
+from rules.wiring_config import WiringConfig
+from rules.wiring_state import CircuitState
 
 SITE = SiteInfo(latitude=31.23, longitude=121.47, timezone="Asia/Shanghai")
 ZONE = ZoneInfo(SITE.timezone)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from core.measurements import Quality, Quantity, Reading
 from daemon.scan import (
     IMPLAUSIBLE,
     PLAUSIBLE,
@@ -21,7 +22,6 @@ from daemon.scan import (
     score_profile,
     unit_range,
 )
-from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import encode_bit, encode_point, merge_bit
 from drivers.modbus.poller import decode_responses, plan_points
 from drivers.profile import DataType, Profile, RegisterType, load_profile, shipped_profiles
