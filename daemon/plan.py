@@ -11,7 +11,7 @@ from daemon.secrets import SecretError, UnsetVariable, read_secret, secret_paths
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 from rules.catalog import CATALOG
-from rules.overload import OvercurrentParams
+from rules.overcurrent import OvercurrentParams
 
 
 def render_plan(loaded: LoadedConfig) -> str:

@@ -45,10 +45,6 @@ class TickingRule(Protocol):
         ...
 
 
-def per_channel(reading: Reading) -> tuple[str, str | None]:
-    return reading.device, reading.channel
-
-
 @dataclass(frozen=True, slots=True)
 class SiteInfo:
     """Where the community is: for dusk and dawn, and local time of day."""

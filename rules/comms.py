@@ -1,7 +1,7 @@
 """Communication faults: silent devices, stale points and garbled answers on the bus.
 
 A detector that stops answering protects nothing, so monitoring equipment must show a
-communication fault within 100 s (GB 14287, domain.md §2). A device is ``comms``-faulted when
+communication fault within 100 s (GB 14287). A device is ``comms``-faulted when
 ``failed_polls`` polls in a row fail (its poller's ``online = 0`` health readings), or when it has
 not answered (``online = 1``) for ``silent_after`` s, at least two and a half poll intervals; the
 second case also covers a poller that stopped emitting anything, which the engine's one-second

@@ -189,7 +189,7 @@ class LeakageConfig:
     enabled: bool = True
     # "leakage" (critical): GB 50116-2013 §9.2.3 sets 300-500 mA; detectors take 20-1000 mA.
     alarm_ma: Annotated[float, Ge(20), Le(1000)] = 300.0
-    # "leakage-prealarm" (warning) at this % of alarm_ma (domain.md §2: about 70 %).
+    # "leakage-prealarm" (warning) at this % of alarm_ma (about 70 %).
     prealarm_pct: Annotated[float, Gt(0), Lt(100)] = 70.0
     # Deadband: each level clears below clear_pct % of its own limit.
     clear_pct: Annotated[float, Gt(0), Le(100)] = 90.0

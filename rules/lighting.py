@@ -1,4 +1,4 @@
-"""Safety lighting: lamps out, partly out, burning by day, cycling (domain.md §6).
+"""Safety lighting: lamps out, partly out, burning by day, cycling.
 
 Dark hours come from civil dusk and dawn at the site (astral), gated by the controller's lux
 sensor when it serves one (hysteresis: dark below ``lux_dark``, light again above

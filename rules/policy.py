@@ -1,6 +1,6 @@
 """Alarm behaviour per rule: delays, latching, re-alarm, chattering, shelving; and floods.
 
-Defaults follow domain.md §7 (ISA-18.2): fire latches until reset, is never shelvable and is
+Defaults follow ISA-18.2 / IEC 62682: fire latches until reset, is never shelvable and is
 announced again every 5 minutes while nobody acknowledges it; critical electrical alarms every
 30 minutes; warnings once. The daemon's ``[alarms]`` config overrides these per rule.
 """

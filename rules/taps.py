@@ -1,4 +1,4 @@
-"""Unmetered taps: a box's energy balance (domain.md §5).
+"""Unmetered taps: a box's energy balance.
 
 Every box with an incomer and metered sub-circuits (same building and box) is balanced over
 ``tap_window``: the energy the incomer's counter advanced, less what its sub-circuits' counters

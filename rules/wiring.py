@@ -1,4 +1,4 @@
-"""Illegal wiring and load signatures (domain.md §5): step loads on public circuits.
+"""Illegal wiring and load signatures: step loads on public circuits.
 
 Per watched sub-circuit (``circuit_kinds``: stairwell lighting and public circuits by default)
 and phase, a step tracker follows the active power P and the apparent power S (the meter's VA

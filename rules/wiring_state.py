@@ -225,7 +225,7 @@ def shape_word(layer: Layer) -> str:
 
 def ebike_confidence(layer: Layer, state: CircuitState, params: WiringConfig,
                      day: SunDay) -> float:
-    """How much a held layer looks like an e-bike charger (domain.md §5, bench/corpus)."""
+    """How much a held layer looks like an e-bike charger (sources: bench/corpus)."""
     c = 0.45
     pf = layer.pf
     if pf is not None:

@@ -204,7 +204,3 @@ class Spool:
         self.quarantined += len(lines)
         self.db.execute("DELETE FROM quarantine WHERE seq <= (SELECT MAX(seq) FROM quarantine)"
                         " - ?", (QUARANTINE_KEEP,))
-
-    def quarantined_lines(self) -> list[tuple[str, str]]:
-        return [(str(line), str(reason)) for line, reason in
-                self.db.execute("SELECT line, reason FROM quarantine ORDER BY seq")]

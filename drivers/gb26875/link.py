@@ -10,7 +10,7 @@ hands every valid frame to ``on_frame``. Three transports:
 - ``tcp-client``: we connect to ``host:port`` and reconnect with capped, jittered exponential
   backoff when the connection fails or drops.
 
-Receive rules (domain.md §3), in the order they happen inside ``data_received``:
+Receive rules (GB/T 26875.3-2011 §7–8), in the order they happen inside ``data_received``:
 
 1. bytes go through a ``StreamDecoder`` decoding with ``strict_time=False``: a frame whose
    time label is impossible (a panel clock never set) is still a frame, with ``time=None``;

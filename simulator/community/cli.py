@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.durations import parse_duration
 from simulator.community.daemon_config import daemon_config
 from simulator.community.events import Event
 from simulator.community.scenario import Scenario, ScenarioError, available, load_scenario
-from simulator.community.timeparse import format_duration, local_clock, parse_duration
+from simulator.community.timeparse import format_duration, local_clock
 from simulator.community.topology import locate
 from simulator.community.truth import write_truth
 from simulator.toml_writer import dump_toml

@@ -1,7 +1,7 @@
 """Dusk, dawn and daylight for the site (astral), cached per local day.
 
 The safety lamps switch on at civil dusk and off at civil dawn (sun 6° below the horizon),
-as ``domain.md`` §6 asks; lux follows the same sun times so a photocell rule sees the same
+as a photocell needs; lux follows the same sun times so a photocell rule sees the same
 evening. Polar days/nights (astral raises) fall back to 06:00/18:00.
 """
 

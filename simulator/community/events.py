@@ -6,7 +6,7 @@ kinds and what they touch:
 =============== ================================ ===========================================
 kind            target                           effect
 =============== ================================ ===========================================
-ebike           a sub-circuit                    CC/CV charger load (domain.md §5), PF ~0.6
+ebike           a sub-circuit                    CC/CV charger load, PF ~0.6
 heater          a sub-circuit                    resistive load, PF 1.0
 unmetered-tap   an incomer (or its box)          current on one incomer phase only
 lamp-failure    a lighting controller            mode one | all | day-burning | cycling
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulator.community.timeparse import parse_duration
+from core.durations import parse_duration
 
 ParamType = Literal["number", "int", "duration", "choice"]
 Target = Literal["circuit", "incomer", "detector", "smoke", "lighting", "panel", "device"]

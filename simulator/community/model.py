@@ -212,11 +212,6 @@ class CommunityModel:
         """Events the fire panels report over GB/T 26875.3 (fires and faults)."""
         return list(self._panel_events)
 
-    def circuit_pq(self, circuit: Circuit, t: float, without: Collection[int] = ()) -> \
-            tuple[float, float]:
-        """Active and reactive power (W, var) of a sub-circuit at ``t``."""
-        return self._circuit(circuit, self.when(t), frozenset(without))[:2]
-
     # -- devices -------------------------------------------------------------------------------
 
     def _building(self, b: Building, now: _Time, devices: Collection[str] | None,

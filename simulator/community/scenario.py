@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.durations import parse_duration
 from simulator.community.events import KINDS, Event, ParamValue, Target
-from simulator.community.timeparse import parse_at, parse_duration, parse_local
+from simulator.community.timeparse import parse_at, parse_local
 from simulator.community.topology import Community, build_community
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"

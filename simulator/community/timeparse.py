@@ -11,31 +11,9 @@ import re
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+from core.durations import parse_duration
+
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``"90s"``, ``"30m"``, ``"4h"``, ``"1h30m"``, ``"2d"``, ``"3w"`` or a number
-    of seconds; ValueError otherwise (the caller adds which field it was)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"negative duration: {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.replace(" ", "")
-        pos, total = 0, 0.0
-        for match in _PART.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNIT[match.group(2)]
-            pos = match.end()
-        if text and pos == len(text):
-            return total
-    raise ValueError(f"not a duration: {value!r} (use e.g. '90s', '30m', '4h', '1h30m', '2d')")
 
 
 def format_duration(seconds: float) -> str:

@@ -259,7 +259,7 @@ def test_engine_restored_alarms_keep_their_state() -> None:
 def test_clock_jump_neither_raises_nor_delays() -> None:
     """A +2 h step during an on-delay completes nothing by itself, and the remaining delay
     still runs; rule timers restart (first verdicts again)."""
-    from rules.overload import OvercurrentParams
+    from rules.overcurrent import OvercurrentParams
     from rules.policy import Policies
 
     engine = RuleEngine(devices={"m": DeviceRules(rules=(Flags(), OvercurrentParams(

@@ -18,6 +18,7 @@ from astral.sun import dawn, dusk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.durations import parse_duration
 from daemon.config import validate_config
 from drivers.profile import load_profile
 from simulator.community import (
@@ -34,7 +35,7 @@ from simulator.community import (
 from simulator.community.events import ebike_joules, ebike_watts
 from simulator.community.model import HOUSEHOLD, shape_at
 from simulator.community.scenario import Scenario, parse_scenario
-from simulator.community.timeparse import parse_at, parse_duration
+from simulator.community.timeparse import parse_at
 from simulator.toml_writer import dump_toml
 
 EVENING = load_scenario("evening")

@@ -85,13 +85,15 @@ def test_user_profile_by_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("1h", 3600.0), ("1.5s", 1.5), (3, 3.0), ("7", 7.0),
+    ("1h30m", 5400.0), ("2d", 172800.0), ("1w", 604800.0), ("1m 30s", 90.0),
 ])
 def test_parse_duration(text: str | int, seconds: float) -> None:
-    """Durations accept ms/s/m/h suffixes and bare seconds."""
+    """Durations accept ms/s/m/h/d/w parts (one grammar for configs and scenarios) and bare
+    seconds."""
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-1s", "1d", True])
+@pytest.mark.parametrize("text", ["", "fast", "-1s", "1y", "1h30", "h", True])
 def test_parse_duration_rejects(text: object) -> None:
     """Anything else is refused with the value in the message."""
     with pytest.raises(ValueError, match="not a duration"):

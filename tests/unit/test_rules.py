@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.measurements import Quality, Quantity, Reading
-from rules import overload
+from rules import overcurrent
 from rules.alarm import Ack, CommandRefused, new_alarm, transition
 from rules.engine import DeviceRules, RuleEngine, UnknownAlarm
 from rules.model import AlarmState, Condition, EventKind, Severity
 
-PARAMS = overload.OvercurrentParams(rated_current=63, factor=1.0, clear_factor=0.95, on_delay=5)
+PARAMS = overcurrent.OvercurrentParams(rated_current=63, factor=1.0, clear_factor=0.95, on_delay=5)
 
 
 def amps(ts: float, value: float, channel: str = "L1", quality: Quality = Quality.GOOD) -> Reading:
@@ -18,10 +18,10 @@ def amps(ts: float, value: float, channel: str = "L1", quality: Quality = Qualit
 
 
 def run(series: list[tuple[float, float]]) -> list[tuple[float, bool]]:
-    state = overload.OvercurrentState()
+    state = overcurrent.OvercurrentState()
     out: list[tuple[float, bool]] = []
     for ts, value in series:
-        state, conds = overload.evaluate(state, amps(ts, value), PARAMS)
+        state, conds = overcurrent.evaluate(state, amps(ts, value), PARAMS)
         out += [(c.ts, c.active) for c in conds]
     return out
 
@@ -44,12 +44,12 @@ def test_overcurrent_series(series: list[tuple[float, float]],
 
 def test_overcurrent_ignores_totals_bad_quality_and_other_quantities() -> None:
     """Totals, bad values and voltages never trip the per-phase rule."""
-    state = overload.OvercurrentState()
+    state = overcurrent.OvercurrentState()
     for reading in (amps(0, 500, "total"), amps(0, 500, quality=Quality.BAD),
                     Reading(0, "m1", Quantity.VOLTAGE, 500, channel="L1")):
-        state, conds = overload.evaluate(state, reading, PARAMS)
+        state, conds = overcurrent.evaluate(state, reading, PARAMS)
         assert conds == []
-    assert state == overload.OvercurrentState()
+    assert state == overcurrent.OvercurrentState()
 
 
 def cond(active: bool, ts: float = 0) -> Condition:

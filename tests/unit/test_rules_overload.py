@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from core.measurements import Quality, Quantity, Reading
-from rules import thermal
+from rules import overload
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import CATALOG, build_rules
 from rules.engine import DeviceRules, RuleEngine
 from rules.model import Condition, EventKind, Severity
 
 IN = 63.0
-RULE = thermal.Thermal(rated_current=IN, curve="C")
+RULE = overload.Thermal(rated_current=IN, curve="C")
 
 
 def amps(ts: float, value: float, channel: str | None = "L1",
@@ -56,7 +56,7 @@ def first_at(out: list[Any], rule: str) -> float | None:
 def test_model_reaches_trip_point_within_the_standards_times(
         multiple: float, earliest: float, latest: float) -> None:
     """From cold, the model reaches 100 % no later than IEC 60898-1 lets the breaker trip."""
-    rule = thermal.Thermal(rated_current=IN, alarm_pct=100, alarm_clear_pct=90)
+    rule = overload.Thermal(rated_current=IN, alarm_pct=100, alarm_clear_pct=90)
     _, out = feed(rule, steady(multiple, 4000, every=2))
     trip = first_at(out, "overload")
     assert trip is not None
@@ -129,7 +129,7 @@ def test_first_reading_is_capped_and_repeated_timestamps_do_not_heat() -> None:
     """A restart mid-overload starts at 80 %, not at a one-sample alarm; same ts: no time."""
     state, out = RULE.step(None, amps(100, 3 * IN))
     assert state is not None
-    assert state.heat == pytest.approx(thermal.START_CAP)
+    assert state.heat == pytest.approx(overload.START_CAP)
     assert verdicts(out) == [("overload", 100, False)]
     again, out = RULE.step(state, amps(100, 3 * IN))
     assert again is not None
@@ -166,16 +166,16 @@ def test_neutral_estimate_is_the_120_degree_vector_sum(
         phases: tuple[float, float, float], neutral: float) -> None:
     """|I_N| = sqrt(a²+b²+c²-ab-bc-ca) for fundamentals 120° apart."""
     a, b, c = phases
-    rule = thermal.Balance(rated_current=1.0, neutral_warn_pct=1e-9, neutral_alarm_pct=1e9,
+    rule = overload.Balance(rated_current=1.0, neutral_warn_pct=1e-9, neutral_alarm_pct=1e9,
                            neutral_on_delay=0)
     _, out = feed(rule, three(0, a, b, c))
-    conds = [x for x in out if x.rule == thermal.NEUTRAL_RULE]
+    conds = [x for x in out if x.rule == overload.NEUTRAL_RULE]
     expected = math.sqrt(a * a + b * b + c * c - a * b - b * c - c * a)
     assert expected == pytest.approx(neutral, abs=0.5)
     assert conds[-1].value == pytest.approx(expected, abs=0.01)
 
 
-BALANCE = thermal.Balance(rated_current=IN)
+BALANCE = overload.Balance(rated_current=IN)
 
 
 @pytest.mark.parametrize(("series", "expected"), [
@@ -208,20 +208,20 @@ def test_balance_series(series: list[list[Reading]],
 
 def test_neutral_severity_and_message() -> None:
     """Warning at In, critical at 1.45·In, with both the estimate and the phases named."""
-    rule = thermal.Balance(rated_current=IN, neutral_on_delay=0)
+    rule = overload.Balance(rated_current=IN, neutral_on_delay=0)
     _, out = feed(rule, three(0, 80, 10, 12) + three(5, 120, 10, 10))
-    levels = [(c.severity, c.active) for c in out if c.rule == thermal.NEUTRAL_RULE]
+    levels = [(c.severity, c.active) for c in out if c.rule == overload.NEUTRAL_RULE]
     assert levels == [(Severity.WARNING, True), (Severity.CRITICAL, True)]
-    first = next(c for c in out if c.rule == thermal.NEUTRAL_RULE)
+    first = next(c for c in out if c.rule == overload.NEUTRAL_RULE)
     assert first.key == "neutral-overload:m1"
     assert "neutral current 69 A (estimated from L1 80 A, L2 10 A, L3 12 A" in first.message
 
 
 def test_measured_neutral_wins_and_stale_phases_are_not_combined() -> None:
     """A meter's own N current is used; a phase older than max_age is not compared."""
-    rule = thermal.Balance(rated_current=IN, measured_neutral=True, neutral_on_delay=0)
+    rule = overload.Balance(rated_current=IN, measured_neutral=True, neutral_on_delay=0)
     _, out = feed(rule, three(0, 20, 20, 20, n=70))  # balanced phases, harmonic-laden N
-    (cond,) = [c for c in out if c.rule == thermal.NEUTRAL_RULE and c.active]
+    (cond,) = [c for c in out if c.rule == overload.NEUTRAL_RULE and c.active]
     assert cond.value == 70
     assert "measured" in cond.message
     _, out = feed(BALANCE, [amps(0, 60, "L1"), amps(100, 5, "L2"), amps(100, 5, "L3")])
@@ -247,7 +247,7 @@ def test_catalog_builds_overload_and_engine_raises_it() -> None:
                meter("m3", rated_current=16, phases=(None,), breaker_curve="B"),
                DeviceInfo(name="rcm", kind="detector",
                           points=frozenset({(Quantity.RESIDUAL_CURRENT, "1")}))]
-    assert CATALOG["overload"] is thermal.SPEC
+    assert CATALOG["overload"] is overload.SPEC
     built = build_rules(SiteInfo(), devices, only("overload"))
     assert [type(r).__name__ for r in built["m1"]] == ["Thermal", "Balance"]
     assert built["m2"] == []
@@ -277,6 +277,6 @@ def test_config_is_validated(table: dict[str, Any], error: str) -> None:
     """Bad [rules.overload] tables are refused with the reason."""
     from pydantic import TypeAdapter, ValidationError
     with pytest.raises(ValidationError, match=error):
-        TypeAdapter(thermal.OverloadConfig).validate_python(table)
-    assert TypeAdapter(thermal.OverloadConfig).validate_python(
+        TypeAdapter(overload.OverloadConfig).validate_python(table)
+    assert TypeAdapter(overload.OverloadConfig).validate_python(
         {"warn_on_delay": "10m"}).warn_on_delay == 600
