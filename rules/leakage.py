@@ -61,16 +61,28 @@ _EMPTY = LeakageState()
 
 @dataclass(frozen=True, slots=True)
 class Leakage:
-    """One detector's residual-current rule; state per channel."""
+    """``[rules.leakage]``, validated from config and run as it is: one detector's
+    residual-current rule, for every device that measures residual current; state per
+    channel."""
 
-    alarm_ma: float = 300.0
-    prealarm_pct: float = 70.0
-    clear_pct: float = 90.0
-    on_delay: float = 5.0
-    prealarm_on_delay: float = 30.0
-    trend_window: float = 1800.0
-    trend_rise_ma: float = 30.0
-    trend_fit: float = 0.8
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+    # "leakage" (critical): GB 50116-2013 §9.2.3 sets 300-500 mA; detectors take 20-1000 mA.
+    alarm_ma: Annotated[float, Ge(20), Le(1000)] = 300.0
+    # "leakage-prealarm" (warning) at this % of alarm_ma (about 70 %).
+    prealarm_pct: Annotated[float, Gt(0), Lt(100)] = 70.0
+    # Deadband: each level clears below clear_pct % of its own limit.
+    clear_pct: Annotated[float, Gt(0), Le(100)] = 90.0
+    # On-delays (s): short enough for GB 14287's 10 s display and GB 50166's 30 s test, long
+    # enough to ride through switch-on surges; the pre-alarm waits longer (it is a warning).
+    on_delay: Annotated[Duration, Ge(0), Le(600)] = 5.0
+    prealarm_on_delay: Annotated[Duration, Ge(0), Le(3600)] = 30.0
+    # "leakage-rising" (warning): a fitted rise of trend_rise_ma or more over trend_window with
+    # r² at least trend_fit, while below the pre-alarm (firewarden default, not a standard).
+    trend_window: Annotated[Duration, Ge(300), Le(86400)] = 1800.0
+    trend_rise_ma: Annotated[float, Gt(0), Le(1000)] = 30.0
+    trend_fit: Annotated[float, Ge(0), Le(1)] = 0.8
 
     @property
     def prealarm_ma(self) -> float:
@@ -180,41 +192,13 @@ def _where(reading: Reading) -> str:
 _QUANTITIES = frozenset({Quantity.RESIDUAL_CURRENT})
 
 
-@dataclass(frozen=True, slots=True)
-class LeakageConfig:
-    """``[rules.leakage]``: every device that measures residual current."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    enabled: bool = True
-    # "leakage" (critical): GB 50116-2013 §9.2.3 sets 300-500 mA; detectors take 20-1000 mA.
-    alarm_ma: Annotated[float, Ge(20), Le(1000)] = 300.0
-    # "leakage-prealarm" (warning) at this % of alarm_ma (about 70 %).
-    prealarm_pct: Annotated[float, Gt(0), Lt(100)] = 70.0
-    # Deadband: each level clears below clear_pct % of its own limit.
-    clear_pct: Annotated[float, Gt(0), Le(100)] = 90.0
-    # On-delays (s): short enough for GB 14287's 10 s display and GB 50166's 30 s test, long
-    # enough to ride through switch-on surges; the pre-alarm waits longer (it is a warning).
-    on_delay: Annotated[Duration, Ge(0), Le(600)] = 5.0
-    prealarm_on_delay: Annotated[Duration, Ge(0), Le(3600)] = 30.0
-    # "leakage-rising" (warning): a fitted rise of trend_rise_ma or more over trend_window with
-    # r² at least trend_fit, while below the pre-alarm (firewarden default, not a standard).
-    trend_window: Annotated[Duration, Ge(300), Le(86400)] = 1800.0
-    trend_rise_ma: Annotated[float, Gt(0), Le(1000)] = 30.0
-    trend_fit: Annotated[float, Ge(0), Le(1)] = 0.8
-
-
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
-    return {d.name: [Leakage(
-        alarm_ma=c.alarm_ma, prealarm_pct=c.prealarm_pct, clear_pct=c.clear_pct,
-        on_delay=c.on_delay, prealarm_on_delay=c.prealarm_on_delay,
-        trend_window=c.trend_window, trend_rise_ma=c.trend_rise_ma, trend_fit=c.trend_fit)]
-        for d, c in devices if d.serves(Quantity.RESIDUAL_CURRENT)}
+    return {d.name: [c] for d, c in devices if d.serves(Quantity.RESIDUAL_CURRENT)}
 
 
 SPEC = RuleSpec(
-    name=NAME, params=LeakageConfig, build=_build,
+    name=NAME, params=Leakage, build=_build,
     summary="residual current per channel: alarm, pre-alarm and a steadily rising trend",
     alarms={NAME: "critical: residual current at or above alarm_ma (GB 50116: 300 mA)",
             PREALARM_RULE: "warning: residual current at prealarm_pct % of alarm_ma",

@@ -46,14 +46,28 @@ _EMPTY = SmokeState()
 
 @dataclass(frozen=True, slots=True)
 class Smoke:
-    """One smoke detector's maintenance rule; state per device."""
+    """``[rules.smoke]``, validated from config and run as it is: one smoke detector's
+    maintenance rule, for every device that reports a battery level or an obscuration; state
+    per device."""
 
-    battery_low_pct: float = 20.0
-    battery_clear_pct: float = 25.0
-    battery_on_delay: float = 120.0
-    dirty_db_m: float = 0.1
-    dirty_clear_pct: float = 80.0
-    dirty_on_delay: float = 3600.0
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+    # "smoke-low-battery" below battery_low_pct %, for battery_on_delay (s: two 60 s polls, so
+    # one reading sagging under the radio's load does not page), ok again from battery_clear_pct.
+    battery_low_pct: Annotated[float, Gt(0), Le(100)] = 20.0
+    battery_clear_pct: Annotated[float, Gt(0), Le(100)] = 25.0
+    battery_on_delay: Annotated[Duration, Ge(0), Le(86400)] = 120.0
+    # "smoke-dirty-chamber": obscuration at or above dirty_db_m (dB/m) with no fire for
+    # dirty_on_delay; below dirty_clear_pct % of it the chamber counts as clean again.
+    dirty_db_m: Annotated[float, Gt(0), Le(20)] = 0.1
+    dirty_clear_pct: Annotated[float, Gt(0), Le(100)] = 80.0
+    dirty_on_delay: Annotated[Duration, Ge(0), Le(7 * 86400)] = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.battery_clear_pct < self.battery_low_pct:
+            raise ValueError(f"battery_clear_pct {self.battery_clear_pct:g} is below "
+                             f"battery_low_pct {self.battery_low_pct:g}")
 
     @property
     def quantities(self) -> frozenset[Quantity]:
@@ -123,41 +137,14 @@ class Smoke:
 _QUANTITIES = frozenset({Quantity.BATTERY, Quantity.OBSCURATION, Quantity.FIRE})
 
 
-@dataclass(frozen=True, slots=True)
-class SmokeConfig:
-    """``[rules.smoke]``: every device that reports a battery level or an obscuration."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    enabled: bool = True
-    # "smoke-low-battery" below battery_low_pct %, for battery_on_delay (s: two 60 s polls, so
-    # one reading sagging under the radio's load does not page), ok again from battery_clear_pct.
-    battery_low_pct: Annotated[float, Gt(0), Le(100)] = 20.0
-    battery_clear_pct: Annotated[float, Gt(0), Le(100)] = 25.0
-    battery_on_delay: Annotated[Duration, Ge(0), Le(86400)] = 120.0
-    # "smoke-dirty-chamber": obscuration at or above dirty_db_m (dB/m) with no fire for
-    # dirty_on_delay; below dirty_clear_pct % of it the chamber counts as clean again.
-    dirty_db_m: Annotated[float, Gt(0), Le(20)] = 0.1
-    dirty_clear_pct: Annotated[float, Gt(0), Le(100)] = 80.0
-    dirty_on_delay: Annotated[Duration, Ge(0), Le(7 * 86400)] = 3600.0
-
-    def __post_init__(self) -> None:
-        if self.battery_clear_pct < self.battery_low_pct:
-            raise ValueError(f"battery_clear_pct {self.battery_clear_pct:g} is below "
-                             f"battery_low_pct {self.battery_low_pct:g}")
-
-
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
-    return {d.name: [Smoke(
-        battery_low_pct=c.battery_low_pct, battery_clear_pct=c.battery_clear_pct,
-        battery_on_delay=c.battery_on_delay, dirty_db_m=c.dirty_db_m,
-        dirty_clear_pct=c.dirty_clear_pct, dirty_on_delay=c.dirty_on_delay)]
-        for d, c in devices if d.serves(Quantity.BATTERY) or d.serves(Quantity.OBSCURATION)}
+    return {d.name: [c] for d, c in devices
+            if d.serves(Quantity.BATTERY) or d.serves(Quantity.OBSCURATION)}
 
 
 SPEC = RuleSpec(
-    name=NAME, params=SmokeConfig, build=_build,
+    name=NAME, params=Smoke, build=_build,
     summary="smoke detector maintenance: low battery, dirty chamber",
     alarms={BATTERY_RULE: "warning: battery below battery_low_pct",
             DIRTY_RULE: "warning: obscuration at or above dirty_db_m with no fire, sustained"})

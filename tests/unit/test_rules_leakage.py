@@ -150,5 +150,5 @@ def test_catalog_builds_leakage_and_engine_raises_it() -> None:
 def test_config_is_validated(table: dict[str, Any], error: str) -> None:
     """[rules.leakage] follows the detectors' 20-1000 mA setting range."""
     with pytest.raises(ValidationError, match=error):
-        TypeAdapter(leakage.LeakageConfig).validate_python(table)
-    assert TypeAdapter(leakage.LeakageConfig).validate_python({"alarm_ma": 500}).alarm_ma == 500
+        TypeAdapter(leakage.Leakage).validate_python(table)
+    assert TypeAdapter(leakage.Leakage).validate_python({"alarm_ma": 500}).alarm_ma == 500

@@ -119,7 +119,7 @@ def test_catalog_builds_smoke_and_engine_raises_it() -> None:
 
 def test_config_is_validated() -> None:
     """A clear level below the low level is refused; durations read as people write them."""
-    adapter = TypeAdapter(smoke.SmokeConfig)
+    adapter = TypeAdapter(smoke.Smoke)
     with pytest.raises(ValidationError, match="battery_clear_pct 10 is below battery_low_pct 20"):
         adapter.validate_python({"battery_clear_pct": 10})
     assert adapter.validate_python({"dirty_on_delay": "2h"}).dirty_on_delay == 7200
