@@ -11,7 +11,7 @@ from daemon.secrets import SecretError, UnsetVariable, read_secret, secret_paths
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
 from rules.catalog import CATALOG
-from rules.overcurrent import OvercurrentParams
+from rules.overcurrent import Overcurrent
 
 
 def render_plan(loaded: LoadedConfig) -> str:
@@ -58,9 +58,10 @@ def render_plan(loaded: LoadedConfig) -> str:
                                  + ", ".join(p.key for p in req.points))
             lines.append(f"    rules: {_rule_names(rules[device.name].rules)}")
             for oc in rules[device.name].rules:
-                if isinstance(oc, OvercurrentParams):
-                    lines.append(f"    rule overcurrent: > {oc.limit:g} A for {oc.on_delay:g}s,"
-                                 f" clears below {oc.rated_current * oc.clear_factor:g} A")
+                if isinstance(oc, Overcurrent):
+                    c = oc.params
+                    lines.append(f"    rule overcurrent: > {oc.limit:g} A for {c.on_delay:g}s,"
+                                 f" clears below {oc.rated_current * c.clear_factor:g} A")
         if bus.type != "tcp":
             lines.append(f"  bus load ~{bus_ms / 10:.1f}% of the line at {bus.baudrate} baud")
     for panel in config.fire_panels:

@@ -24,17 +24,35 @@ ON_DELAY_SLACK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
-class OvercurrentParams:
-    """``factor``×In for ``on_delay`` seconds raises; below ``clear_factor``×In clears."""
+class OvercurrentConfig:
+    """``[rules.overcurrent]``: applies to every device with a ``rated_current`` that
+    measures phase currents."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+    factor: Annotated[float, Gt(0), Le(10)] = 1.0  # alarm above factor x rated_current ...
+    on_delay: Annotated[Duration, Ge(0), Le(3600)] = 5.0  # ... held this long (s)
+    clear_factor: Annotated[float, Gt(0), Le(10)] = 0.95  # deadband: clears below this x In
+
+    def __post_init__(self) -> None:
+        if self.clear_factor > self.factor:
+            raise ValueError(f"clear_factor {self.clear_factor} is above factor {self.factor}")
+
+
+
+@dataclass(frozen=True, slots=True)
+class Overcurrent:
+    """The rule for one device: its breaker's ``rated_current`` and the
+    ``[rules.overcurrent]`` table; ``factor``×In for ``on_delay`` seconds raises, below
+    ``clear_factor``×In clears."""
 
     rated_current: float
-    factor: float = 1.0
-    clear_factor: float = 0.95
-    on_delay: float = 5.0
+    params: OvercurrentConfig = OvercurrentConfig()
 
     @property
     def limit(self) -> float:
-        return self.rated_current * self.factor
+        return self.rated_current * self.params.factor
 
     # the rules.base.Rule protocol
     @property
@@ -61,7 +79,7 @@ class OvercurrentState:
 
 
 def evaluate(
-    state: OvercurrentState, reading: Reading, params: OvercurrentParams
+    state: OvercurrentState, reading: Reading, rule: Overcurrent
 ) -> tuple[OvercurrentState, list[Condition]]:
     """Feed one phase-current reading; return the new state and any change of condition."""
     if reading.quantity is not Quantity.CURRENT or not reading.good:
@@ -69,45 +87,28 @@ def evaluate(
     if reading.channel not in ("L1", "L2", "L3"):
         return state, []  # totals are not per-conductor currents
     now, amps = reading.ts, reading.value
-    if amps > params.limit:
+    if amps > rule.limit:
         since = state.above_since if state.above_since is not None else now
-        if not state.active and now - since >= params.on_delay - ON_DELAY_SLACK:
-            return OvercurrentState(since, True), [_condition(reading, params, True)]
+        if not state.active and now - since >= rule.params.on_delay - ON_DELAY_SLACK:
+            return OvercurrentState(since, True), [_condition(reading, rule, True)]
         return OvercurrentState(since, state.active, state.known), []
-    if state.active and amps >= params.rated_current * params.clear_factor:
+    if state.active and amps >= rule.rated_current * rule.params.clear_factor:
         return OvercurrentState(None, True), []  # inside the deadband: stay active, no chatter
     if state.active or not state.known:
-        return OvercurrentState(), [_condition(reading, params, False)]
+        return OvercurrentState(), [_condition(reading, rule, False)]
     return OvercurrentState(), []
 
 
-def _condition(reading: Reading, params: OvercurrentParams, active: bool) -> Condition:
-    pct = 100 * reading.value / params.rated_current
+def _condition(reading: Reading, rule: Overcurrent, active: bool) -> Condition:
+    pct = 100 * reading.value / rule.rated_current
     verb = "above" if active else "back below"
     return Condition(
         rule=RULE, device=reading.device, channel=reading.channel, active=active,
         severity=Severity.CRITICAL, ts=reading.ts, value=round(reading.value, 3),
-        limit=params.limit,
+        limit=rule.limit,
         message=f"{reading.channel} current {reading.value:.1f} A ({pct:.0f}% of In "
-                f"{params.rated_current:g} A) {verb} limit {params.limit:g} A",
+                f"{rule.rated_current:g} A) {verb} limit {rule.limit:g} A",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class OvercurrentConfig:
-    """``[rules.overcurrent]``: applies to every device with a ``rated_current`` that
-    measures phase currents."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    enabled: bool = True
-    factor: Annotated[float, Gt(0), Le(10)] = 1.0  # alarm above factor x rated_current ...
-    on_delay: Annotated[Duration, Ge(0), Le(3600)] = 5.0  # ... held this long (s)
-    clear_factor: Annotated[float, Gt(0), Le(10)] = 0.95  # deadband: clears below this x In
-
-    def __post_init__(self) -> None:
-        if self.clear_factor > self.factor:
-            raise ValueError(f"clear_factor {self.clear_factor} is above factor {self.factor}")
 
 
 def _build(site: SiteInfo,
@@ -116,9 +117,7 @@ def _build(site: SiteInfo,
     for device, config in devices:
         if device.rated_current is None or not device.serves(Quantity.CURRENT):
             continue
-        out[device.name] = [OvercurrentParams(
-            rated_current=device.rated_current, factor=config.factor,
-            clear_factor=config.clear_factor, on_delay=config.on_delay)]
+        out[device.name] = [Overcurrent(device.rated_current, config)]
     return out
 
 

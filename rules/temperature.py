@@ -54,14 +54,33 @@ _EMPTY = TemperatureState()
 
 @dataclass(frozen=True, slots=True)
 class Temperature:
-    """Over-temperature and rate of rise of one probe; state per channel."""
+    """``[rules.temperature]``, validated from config and run as it is: over-temperature and
+    rate of rise of one probe, state per channel, for every device with temperature probes;
+    its ``spread_*`` keys drive ``Spread`` where a device has two or more."""
 
-    warn_c: float = 60.0
-    alarm_c: float = 80.0
-    deadband_c: float = 5.0
-    on_delay: float = 10.0
-    rise_c: float = 8.0
-    rise_window: float = 600.0
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    enabled: bool = True
+    # "overtemperature-warning" below PVC's 70 °C conductor rating, "overtemperature" above it;
+    # GB 14287.3 detectors take 55-140 °C. Both clear deadband_c below their limit.
+    warn_c: Annotated[float, Ge(20), Le(200)] = 60.0
+    alarm_c: Annotated[float, Ge(20), Le(200)] = 80.0
+    deadband_c: Annotated[float, Ge(0), Le(50)] = 5.0
+    # On-delay (s): GB 50166 wants an alarm within 40 s of reaching the set point.
+    on_delay: Annotated[Duration, Ge(0), Le(600)] = 10.0
+    # "temperature-rise": rise_c or more within rise_window (s); clears below half of it.
+    rise_c: Annotated[float, Gt(0), Le(200)] = 8.0
+    rise_window: Annotated[Duration, Ge(60), Le(86400)] = 600.0
+    # "temperature-spread": hottest minus coldest probe of a device above spread_c for
+    # spread_on_delay (NETA MTS: > 15 °C between similar components, similar load: major);
+    # probes not heard from within spread_max_age (s) are left out.
+    spread_c: Annotated[float, Gt(0), Le(200)] = 15.0
+    spread_on_delay: Annotated[Duration, Ge(0), Le(86400)] = 300.0
+    spread_max_age: Annotated[Duration, Gt(0), Le(86400)] = 60.0
+
+    def __post_init__(self) -> None:
+        if self.alarm_c < self.warn_c:
+            raise ValueError(f"alarm_c {self.alarm_c:g} is below warn_c {self.warn_c:g}")
 
     @property
     def quantities(self) -> frozenset[Quantity]:
@@ -155,10 +174,7 @@ _NO_PROBES = SpreadState()
 class Spread:
     """The spread between the probes of one device; state per device."""
 
-    spread_c: float = 15.0
-    deadband_c: float = 5.0
-    on_delay: float = 300.0
-    max_age: float = 60.0
+    params: Temperature = Temperature()
 
     @property
     def quantities(self) -> frozenset[Quantity]:
@@ -171,9 +187,9 @@ class Spread:
              reading: Reading) -> tuple[SpreadState | None, list[Condition]]:
         if reading.quantity is not Quantity.TEMPERATURE:
             return state, []
-        s = state or _NO_PROBES
+        s, c = state or _NO_PROBES, self.params
         channel, now = reading.channel or "", reading.ts
-        probes = tuple(p for p in s.probes if p[0] != channel and now - p[2] <= self.max_age)
+        probes = tuple(p for p in s.probes if p[0] != channel and now - p[2] <= c.spread_max_age)
         if reading.good:  # an open probe (bad quality) leaves the comparison
             probes = (*probes, (channel, reading.value, now))
         if len(probes) < 2:
@@ -181,51 +197,21 @@ class Spread:
         hot = max(probes, key=lambda p: (p[1], p[0]))
         cold = min(probes, key=lambda p: (p[1], p[0]))  # ties: the lowest channel, stably
         spread = hot[1] - cold[1]
-        active, since, changed = hold(s.active, s.since, now, spread > self.spread_c,
-                                      spread > self.spread_c - self.deadband_c, self.on_delay)
+        active, since, changed = hold(s.active, s.since, now, spread > c.spread_c,
+                                      spread > c.spread_c - c.deadband_c, c.spread_on_delay)
         out: list[Condition] = []
         if changed:
             if active:
                 message = (f"probe {hot[0]} {hot[1]:.1f} °C is {spread:.1f} °C hotter than "
-                           f"probe {cold[0]} {cold[1]:.1f} °C for {minutes(self.on_delay)} "
-                           f"(limit {self.spread_c:g} °C): check that terminal")
+                           f"probe {cold[0]} {cold[1]:.1f} °C for {minutes(c.spread_on_delay)} "
+                           f"(limit {c.spread_c:g} °C): check that terminal")
             else:
                 message = (f"probe temperatures within {spread:.1f} °C again (probe {hot[0]} "
                            f"{hot[1]:.1f} °C, probe {cold[0]} {cold[1]:.1f} °C)")
             out.append(Condition(rule=SPREAD_RULE, device=reading.device, active=bool(active),
                                  severity=Severity.WARNING, ts=now, value=round(spread, 1),
-                                 limit=self.spread_c, message=message))
+                                 limit=c.spread_c, message=message))
         return SpreadState(probes, active, since), out
-
-
-@dataclass(frozen=True, slots=True)
-class TemperatureConfig:
-    """``[rules.temperature]``: every device with temperature probes; the spread rule where
-    a device has two or more."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
-
-    enabled: bool = True
-    # "overtemperature-warning" below PVC's 70 °C conductor rating, "overtemperature" above it;
-    # GB 14287.3 detectors take 55-140 °C. Both clear deadband_c below their limit.
-    warn_c: Annotated[float, Ge(20), Le(200)] = 60.0
-    alarm_c: Annotated[float, Ge(20), Le(200)] = 80.0
-    deadband_c: Annotated[float, Ge(0), Le(50)] = 5.0
-    # On-delay (s): GB 50166 wants an alarm within 40 s of reaching the set point.
-    on_delay: Annotated[Duration, Ge(0), Le(600)] = 10.0
-    # "temperature-rise": rise_c or more within rise_window (s); clears below half of it.
-    rise_c: Annotated[float, Gt(0), Le(200)] = 8.0
-    rise_window: Annotated[Duration, Ge(60), Le(86400)] = 600.0
-    # "temperature-spread": hottest minus coldest probe of a device above spread_c for
-    # spread_on_delay (NETA MTS: > 15 °C between similar components, similar load: major);
-    # probes not heard from within spread_max_age (s) are left out.
-    spread_c: Annotated[float, Gt(0), Le(200)] = 15.0
-    spread_on_delay: Annotated[Duration, Ge(0), Le(86400)] = 300.0
-    spread_max_age: Annotated[Duration, Gt(0), Le(86400)] = 60.0
-
-    def __post_init__(self) -> None:
-        if self.alarm_c < self.warn_c:
-            raise ValueError(f"alarm_c {self.alarm_c:g} is below warn_c {self.warn_c:g}")
 
 
 def _build(site: SiteInfo,
@@ -234,18 +220,15 @@ def _build(site: SiteInfo,
     for d, c in devices:
         if not d.serves(Quantity.TEMPERATURE):
             continue
-        rules: list[Rule] = [Temperature(
-            warn_c=c.warn_c, alarm_c=c.alarm_c, deadband_c=c.deadband_c, on_delay=c.on_delay,
-            rise_c=c.rise_c, rise_window=c.rise_window)]
+        rules: list[Rule] = [c]
         if len(d.channels(Quantity.TEMPERATURE)) >= 2:
-            rules.append(Spread(spread_c=c.spread_c, deadband_c=c.deadband_c,
-                                on_delay=c.spread_on_delay, max_age=c.spread_max_age))
+            rules.append(Spread(c))
         out[d.name] = rules
     return out
 
 
 SPEC = RuleSpec(
-    name=NAME, params=TemperatureConfig, build=_build,
+    name=NAME, params=Temperature, build=_build,
     summary="probe temperature: over-temperature, fast rise, spread between a box's probes",
     alarms={ALARM_RULE: "critical: a probe at or above alarm_c (default 80 °C)",
             WARNING_RULE: "warning: a probe at or above warn_c (default 60 °C)",

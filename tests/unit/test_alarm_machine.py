@@ -259,11 +259,11 @@ def test_engine_restored_alarms_keep_their_state() -> None:
 def test_clock_jump_neither_raises_nor_delays() -> None:
     """A +2 h step during an on-delay completes nothing by itself, and the remaining delay
     still runs; rule timers restart (first verdicts again)."""
-    from rules.overcurrent import OvercurrentParams
+    from rules.overcurrent import Overcurrent, OvercurrentConfig
     from rules.policy import Policies
 
-    engine = RuleEngine(devices={"m": DeviceRules(rules=(Flags(), OvercurrentParams(
-        rated_current=63, on_delay=3)))},
+    engine = RuleEngine(devices={"m": DeviceRules(rules=(Flags(), Overcurrent(
+        63, OvercurrentConfig(on_delay=3))))},
         policies=Policies(rules={"detector-fault": {"on_delay": 10.0}}))
     amps = [Reading(ts=t, device="m", quantity=Quantity.CURRENT, value=80.0, channel="L1")
             for t in (0.0, 1.0)]

@@ -10,7 +10,8 @@ from rules.alarm import Ack, CommandRefused, new_alarm, transition
 from rules.engine import DeviceRules, RuleEngine, UnknownAlarm
 from rules.model import AlarmState, Condition, EventKind, Severity
 
-PARAMS = overcurrent.OvercurrentParams(rated_current=63, factor=1.0, clear_factor=0.95, on_delay=5)
+PARAMS = overcurrent.Overcurrent(63, overcurrent.OvercurrentConfig(factor=1.0, clear_factor=0.95,
+                                                                  on_delay=5))
 
 
 def amps(ts: float, value: float, channel: str = "L1", quality: Quality = Quality.GOOD) -> Reading:

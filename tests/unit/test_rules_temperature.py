@@ -161,7 +161,7 @@ def test_catalog_builds_temperature_and_engine_raises_it() -> None:
 
 def test_config_is_validated() -> None:
     """An alarm below the warning is refused; durations read as people write them."""
-    adapter = TypeAdapter(temperature.TemperatureConfig)
+    adapter = TypeAdapter(temperature.Temperature)
     with pytest.raises(ValidationError, match="alarm_c 50 is below warn_c 60"):
         adapter.validate_python({"alarm_c": 50})
     assert adapter.validate_python({"rise_window": "15m"}).rise_window == 900
