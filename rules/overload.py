@@ -70,252 +70,6 @@ class ThermalState:
 
 
 @dataclass(frozen=True, slots=True)
-class Thermal:
-    """One circuit's per-phase thermal model; the ``rules.base.Rule`` for its phase currents."""
-
-    rated_current: float
-    curve: str = "C"
-    time_constant: float = 270.0
-    alarm_pct: float = 90.0
-    alarm_clear_pct: float = 80.0
-    warn_pct: float = 80.0
-    warn_clear_pct: float = 75.0
-    warn_on_delay: float = 300.0
-
-    @property
-    def quantities(self) -> frozenset[Quantity]:
-        return _CURRENT
-
-    def key(self, reading: Reading) -> Hashable:
-        return NAME, reading.device, reading.channel
-
-    def step(self, state: ThermalState | None,
-             reading: Reading) -> tuple[ThermalState | None, list[Output]]:
-        if (reading.quantity is not Quantity.CURRENT or not reading.good
-                or reading.channel not in _CHANNELS):
-            return state, []
-        now, amps = reading.ts, abs(reading.value)
-        ratio = amps / (self.rated_current * NON_TRIPPING)
-        steady = ratio * ratio
-        if state is None:
-            heat = min(steady, START_CAP)
-        elif now > state.ts:
-            heat = steady + (state.heat - steady) * math.exp((state.ts - now) / self.time_constant)
-        else:  # a repeated or out-of-order timestamp: no time has passed
-            heat, now = state.heat, state.ts
-        pct = 100.0 * heat
-        out: list[Output] = [Reading(ts=reading.ts, device=reading.device,
-                                     quantity=Quantity.THERMAL_LOAD, value=round(pct, 1),
-                                     channel=reading.channel)]
-        prev_alarm = state.alarm if state else None
-        alarm, _, changed = hold(prev_alarm, None, now, pct >= self.alarm_pct,
-                                 pct >= self.alarm_clear_pct, 0.0)
-        if changed:
-            out.append(self._overload(reading, pct, steady, heat, bool(alarm)))
-        load_pct = 100.0 * amps / self.rated_current
-        warn, since, changed = hold(state.warn if state else None,
-                                    state.warn_since if state else None, reading.ts,
-                                    load_pct >= self.warn_pct, load_pct >= self.warn_clear_pct,
-                                    self.warn_on_delay)
-        if changed:
-            out.append(self._warning(reading, load_pct, bool(warn)))
-        return ThermalState(now, heat, alarm, warn, since), out
-
-    def _breaker(self) -> str:
-        return f"{self.rated_current:g} A {self.curve}-curve breaker"
-
-    def _overload(self, reading: Reading, pct: float, steady: float, heat: float,
-                  active: bool) -> Condition:
-        where = reading.channel or "circuit"
-        amps = abs(reading.value)
-        trip_amps = self.rated_current * NON_TRIPPING
-        if not active:
-            message = (f"{where} thermal load {pct:.0f} % (below {self.alarm_clear_pct:g} %) "
-                       f"at {amps:.1f} A on a {self._breaker()}")
-        elif heat >= 1.0:
-            message = (f"{where} thermal load {pct:.0f} % at {amps:.1f} A on a "
-                       f"{self._breaker()}: at its trip point, may trip any time above "
-                       f"{trip_amps:.0f} A")
-        elif steady > 1.0:
-            left = self.time_constant * math.log((steady - heat) / (steady - 1.0))
-            message = (f"{where} thermal load {pct:.0f} % at {amps:.1f} A on a "
-                       f"{self._breaker()}: may trip within {minutes(left)} at this current "
-                       f"(trip limit {trip_amps:.0f} A)")
-        else:
-            message = (f"{where} thermal load {pct:.0f} % (alarm {self.alarm_pct:g} %) at "
-                       f"{amps:.1f} A on a {self._breaker()}: near its {trip_amps:.0f} A "
-                       f"trip limit")
-        return Condition(rule=NAME, device=reading.device, channel=reading.channel,
-                         active=active, severity=Severity.CRITICAL, ts=reading.ts,
-                         value=round(pct, 1), limit=self.alarm_pct, message=message)
-
-    def _warning(self, reading: Reading, load_pct: float, active: bool) -> Condition:
-        where = reading.channel or "circuit"
-        amps = abs(reading.value)
-        limit = self.rated_current * self.warn_pct / 100
-        if active:
-            message = (f"{where} current {amps:.1f} A is {load_pct:.0f} % of the "
-                       f"{self._breaker()} for {minutes(self.warn_on_delay)} "
-                       f"(warning at {limit:.0f} A)")
-        else:
-            message = (f"{where} current {amps:.1f} A ({load_pct:.0f} % of the "
-                       f"{self._breaker()}, below {self.warn_clear_pct:g} %)")
-        return Condition(rule=WARNING_RULE, device=reading.device, channel=reading.channel,
-                         active=active, severity=Severity.WARNING, ts=reading.ts,
-                         value=round(amps, 2), limit=round(limit, 2), message=message)
-
-
-_CURRENT = frozenset({Quantity.CURRENT})
-
-
-# -- per-device: phase imbalance and neutral --------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class BalanceState:
-    i1: float | None = None
-    i2: float | None = None
-    i3: float | None = None
-    t1: float = 0.0
-    t2: float = 0.0
-    t3: float = 0.0
-    neutral: float | None = None  # measured neutral current, if the meter serves one
-    tn: float = 0.0
-    imbalance: bool | None = None
-    imbalance_since: float | None = None
-    level: int | None = None  # neutral verdict: 0 fine, 1 warning, 2 critical
-    level_since: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """A three-phase circuit's phase balance and neutral current; state per device."""
-
-    rated_current: float
-    measured_neutral: bool = False
-    imbalance_pct: float = 30.0
-    imbalance_clear_pct: float = 25.0
-    imbalance_min_load_pct: float = 20.0
-    imbalance_on_delay: float = 600.0
-    neutral_warn_pct: float = 100.0
-    neutral_alarm_pct: float = 145.0
-    neutral_clear_pct: float = 90.0
-    neutral_on_delay: float = 60.0
-    max_age: float = 30.0
-
-    @property
-    def quantities(self) -> frozenset[Quantity]:
-        return _CURRENT
-
-    def key(self, reading: Reading) -> Hashable:
-        return IMBALANCE_RULE, reading.device
-
-    def step(self, state: BalanceState | None,
-             reading: Reading) -> tuple[BalanceState | None, list[Condition]]:
-        if reading.quantity is not Quantity.CURRENT or not reading.good:
-            return state, []
-        s = state or _EMPTY
-        now, amps, channel = reading.ts, abs(reading.value), reading.channel
-        i1, i2, i3, t1, t2, t3, n, tn = s.i1, s.i2, s.i3, s.t1, s.t2, s.t3, s.neutral, s.tn
-        if channel == "L1":
-            i1, t1 = amps, now
-        elif channel == "L2":
-            i2, t2 = amps, now
-        elif channel == "L3":
-            i3, t3 = amps, now
-        elif channel == "N" and self.measured_neutral:
-            n, tn = amps, now
-        else:
-            return state, []
-        out: list[Condition] = []
-        imbalance, imb_since, level, level_since = (s.imbalance, s.imbalance_since, s.level,
-                                                    s.level_since)
-        if (i1 is not None and i2 is not None and i3 is not None
-                and now - min(t1, t2, t3) <= self.max_age):
-            mean = (i1 + i2 + i3) / 3
-            loaded = 100 * mean / self.rated_current >= self.imbalance_min_load_pct
-            spread = 100 * (max(i1, i2, i3) - min(i1, i2, i3)) / mean if mean > 0 else 0.0
-            imbalance, imb_since, changed = hold(
-                imbalance, imb_since, now, loaded and spread > self.imbalance_pct,
-                loaded and spread >= self.imbalance_clear_pct, self.imbalance_on_delay)
-            if changed:
-                out.append(self._imbalance(reading, spread, (i1, i2, i3), bool(imbalance)))
-            if self.measured_neutral:
-                neutral = n if n is not None and now - tn <= self.max_age else None
-            else:
-                neutral = math.sqrt(max(0.0, i1 * i1 + i2 * i2 + i3 * i3
-                                        - i1 * i2 - i2 * i3 - i3 * i1))
-            if neutral is not None:
-                level, level_since, cond = self._neutral(level, level_since, now, neutral,
-                                                         reading, (i1, i2, i3))
-                if cond is not None:
-                    out.append(cond)
-        return BalanceState(i1, i2, i3, t1, t2, t3, n, tn, imbalance, imb_since, level,
-                            level_since), out
-
-    def _neutral(self, level: int | None, since: float | None, now: float, amps: float,
-                 reading: Reading, phases: tuple[float, float, float]
-                 ) -> tuple[int | None, float | None, Condition | None]:
-        pct = 100 * amps / self.rated_current
-        current = level or 0
-        clear = self.neutral_clear_pct / 100
-        if pct >= self.neutral_alarm_pct or (
-                current == 2 and pct >= self.neutral_alarm_pct * clear):
-            target = 2
-        elif pct >= self.neutral_warn_pct or (
-                current >= 1 and pct >= self.neutral_warn_pct * clear):
-            target = 1
-        else:
-            target = 0
-        if level is not None and target == level:
-            return level, None, None
-        if level is not None and target > level:  # worse: only after the on-delay
-            since = now if since is None else since
-            if now - since < self.neutral_on_delay - ON_DELAY_SLACK:
-                return level, since, None
-        elif level is None and target > 0:  # first verdict is a fault: also wait
-            since = now if since is None else since
-            if now - since < self.neutral_on_delay - ON_DELAY_SLACK:
-                return None, since, None
-        return target, None, self._neutral_condition(reading, amps, pct, target, phases)
-
-    def _neutral_condition(self, reading: Reading, amps: float, pct: float, level: int,
-                           phases: tuple[float, float, float]) -> Condition:
-        how = "measured" if self.measured_neutral else (
-            f"estimated from L1 {phases[0]:.0f} A, L2 {phases[1]:.0f} A, L3 {phases[2]:.0f} A "
-            f"at 120°, more with harmonics")
-        limit = self.neutral_alarm_pct if level == 2 else self.neutral_warn_pct
-        if level:
-            message = (f"neutral current {amps:.0f} A ({how}) is {pct:.0f} % of the "
-                       f"{self.rated_current:g} A rating (limit {limit:g} %); the neutral has "
-                       f"no overcurrent trip")
-        else:
-            message = (f"neutral current back to {amps:.0f} A ({pct:.0f} % of the "
-                       f"{self.rated_current:g} A rating)")
-        return Condition(rule=NEUTRAL_RULE, device=reading.device, active=level > 0,
-                         severity=Severity.CRITICAL if level == 2 else Severity.WARNING,
-                         ts=reading.ts, value=round(amps, 2),
-                         limit=round(self.rated_current * limit / 100, 2), message=message)
-
-    def _imbalance(self, reading: Reading, spread: float,
-                   phases: tuple[float, float, float], active: bool) -> Condition:
-        amps = f"L1 {phases[0]:.0f} A, L2 {phases[1]:.0f} A, L3 {phases[2]:.0f} A"
-        if active:
-            message = (f"phase imbalance {spread:.0f} % ({amps}; limit "
-                       f"{self.imbalance_pct:g} % for {minutes(self.imbalance_on_delay)}) on a "
-                       f"{self.rated_current:g} A circuit")
-        else:
-            message = f"phase imbalance back to {spread:.0f} % ({amps})"
-        return Condition(rule=IMBALANCE_RULE, device=reading.device, active=active,
-                         severity=Severity.WARNING, ts=reading.ts, value=round(spread, 1),
-                         limit=self.imbalance_pct, message=message)
-
-
-_EMPTY = BalanceState()
-
-
-# -- config and catalog -----------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
 class OverloadConfig:
     """``[rules.overload]``: every device with a ``rated_current`` that measures phase (or
     single-phase) currents; imbalance and neutral where L1, L2 and L3 are all measured."""
@@ -361,6 +115,245 @@ class OverloadConfig:
                              f"neutral_warn_pct {self.neutral_warn_pct:g}")
 
 
+
+@dataclass(frozen=True, slots=True)
+class Thermal:
+    """One circuit's per-phase thermal model; the ``rules.base.Rule`` for its phase currents."""
+
+    rated_current: float
+    curve: str = "C"
+    params: OverloadConfig = OverloadConfig()
+
+    @property
+    def quantities(self) -> frozenset[Quantity]:
+        return _CURRENT
+
+    def key(self, reading: Reading) -> Hashable:
+        return NAME, reading.device, reading.channel
+
+    def step(self, state: ThermalState | None,
+             reading: Reading) -> tuple[ThermalState | None, list[Output]]:
+        if (reading.quantity is not Quantity.CURRENT or not reading.good
+                or reading.channel not in _CHANNELS):
+            return state, []
+        now, amps = reading.ts, abs(reading.value)
+        ratio = amps / (self.rated_current * NON_TRIPPING)
+        steady = ratio * ratio
+        if state is None:
+            heat = min(steady, START_CAP)
+        elif now > state.ts:
+            heat = steady + (state.heat - steady) * math.exp(
+                (state.ts - now) / self.params.time_constant)
+        else:  # a repeated or out-of-order timestamp: no time has passed
+            heat, now = state.heat, state.ts
+        pct = 100.0 * heat
+        out: list[Output] = [Reading(ts=reading.ts, device=reading.device,
+                                     quantity=Quantity.THERMAL_LOAD, value=round(pct, 1),
+                                     channel=reading.channel)]
+        prev_alarm = state.alarm if state else None
+        alarm, _, changed = hold(prev_alarm, None, now, pct >= self.params.alarm_pct,
+                                 pct >= self.params.alarm_clear_pct, 0.0)
+        if changed:
+            out.append(self._overload(reading, pct, steady, heat, bool(alarm)))
+        load_pct = 100.0 * amps / self.rated_current
+        warn, since, changed = hold(state.warn if state else None,
+                                    state.warn_since if state else None, reading.ts,
+                                    load_pct >= self.params.warn_pct,
+                                    load_pct >= self.params.warn_clear_pct,
+                                    self.params.warn_on_delay)
+        if changed:
+            out.append(self._warning(reading, load_pct, bool(warn)))
+        return ThermalState(now, heat, alarm, warn, since), out
+
+    def _breaker(self) -> str:
+        return f"{self.rated_current:g} A {self.curve}-curve breaker"
+
+    def _overload(self, reading: Reading, pct: float, steady: float, heat: float,
+                  active: bool) -> Condition:
+        where = reading.channel or "circuit"
+        amps = abs(reading.value)
+        trip_amps = self.rated_current * NON_TRIPPING
+        if not active:
+            message = (f"{where} thermal load {pct:.0f} % "
+                       f"(below {self.params.alarm_clear_pct:g} %) "
+                       f"at {amps:.1f} A on a {self._breaker()}")
+        elif heat >= 1.0:
+            message = (f"{where} thermal load {pct:.0f} % at {amps:.1f} A on a "
+                       f"{self._breaker()}: at its trip point, may trip any time above "
+                       f"{trip_amps:.0f} A")
+        elif steady > 1.0:
+            left = self.params.time_constant * math.log((steady - heat) / (steady - 1.0))
+            message = (f"{where} thermal load {pct:.0f} % at {amps:.1f} A on a "
+                       f"{self._breaker()}: may trip within {minutes(left)} at this current "
+                       f"(trip limit {trip_amps:.0f} A)")
+        else:
+            message = (f"{where} thermal load {pct:.0f} % (alarm {self.params.alarm_pct:g} %) at "
+                       f"{amps:.1f} A on a {self._breaker()}: near its {trip_amps:.0f} A "
+                       f"trip limit")
+        return Condition(rule=NAME, device=reading.device, channel=reading.channel,
+                         active=active, severity=Severity.CRITICAL, ts=reading.ts,
+                         value=round(pct, 1), limit=self.params.alarm_pct, message=message)
+
+    def _warning(self, reading: Reading, load_pct: float, active: bool) -> Condition:
+        where = reading.channel or "circuit"
+        amps = abs(reading.value)
+        limit = self.rated_current * self.params.warn_pct / 100
+        if active:
+            message = (f"{where} current {amps:.1f} A is {load_pct:.0f} % of the "
+                       f"{self._breaker()} for {minutes(self.params.warn_on_delay)} "
+                       f"(warning at {limit:.0f} A)")
+        else:
+            message = (f"{where} current {amps:.1f} A ({load_pct:.0f} % of the "
+                       f"{self._breaker()}, below {self.params.warn_clear_pct:g} %)")
+        return Condition(rule=WARNING_RULE, device=reading.device, channel=reading.channel,
+                         active=active, severity=Severity.WARNING, ts=reading.ts,
+                         value=round(amps, 2), limit=round(limit, 2), message=message)
+
+
+_CURRENT = frozenset({Quantity.CURRENT})
+
+
+# -- per-device: phase imbalance and neutral --------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class BalanceState:
+    i1: float | None = None
+    i2: float | None = None
+    i3: float | None = None
+    t1: float = 0.0
+    t2: float = 0.0
+    t3: float = 0.0
+    neutral: float | None = None  # measured neutral current, if the meter serves one
+    tn: float = 0.0
+    imbalance: bool | None = None
+    imbalance_since: float | None = None
+    level: int | None = None  # neutral verdict: 0 fine, 1 warning, 2 critical
+    level_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A three-phase circuit's phase balance and neutral current; state per device."""
+
+    rated_current: float
+    measured_neutral: bool = False
+    params: OverloadConfig = OverloadConfig()
+
+    @property
+    def quantities(self) -> frozenset[Quantity]:
+        return _CURRENT
+
+    def key(self, reading: Reading) -> Hashable:
+        return IMBALANCE_RULE, reading.device
+
+    def step(self, state: BalanceState | None,
+             reading: Reading) -> tuple[BalanceState | None, list[Condition]]:
+        if reading.quantity is not Quantity.CURRENT or not reading.good:
+            return state, []
+        s = state or _EMPTY
+        now, amps, channel = reading.ts, abs(reading.value), reading.channel
+        i1, i2, i3, t1, t2, t3, n, tn = s.i1, s.i2, s.i3, s.t1, s.t2, s.t3, s.neutral, s.tn
+        if channel == "L1":
+            i1, t1 = amps, now
+        elif channel == "L2":
+            i2, t2 = amps, now
+        elif channel == "L3":
+            i3, t3 = amps, now
+        elif channel == "N" and self.measured_neutral:
+            n, tn = amps, now
+        else:
+            return state, []
+        out: list[Condition] = []
+        imbalance, imb_since, level, level_since = (s.imbalance, s.imbalance_since, s.level,
+                                                    s.level_since)
+        if (i1 is not None and i2 is not None and i3 is not None
+                and now - min(t1, t2, t3) <= self.params.max_age):
+            mean = (i1 + i2 + i3) / 3
+            loaded = 100 * mean / self.rated_current >= self.params.imbalance_min_load_pct
+            spread = 100 * (max(i1, i2, i3) - min(i1, i2, i3)) / mean if mean > 0 else 0.0
+            imbalance, imb_since, changed = hold(
+                imbalance, imb_since, now, loaded and spread > self.params.imbalance_pct,
+                loaded and spread >= self.params.imbalance_clear_pct,
+                self.params.imbalance_on_delay)
+            if changed:
+                out.append(self._imbalance(reading, spread, (i1, i2, i3), bool(imbalance)))
+            if self.measured_neutral:
+                neutral = n if n is not None and now - tn <= self.params.max_age else None
+            else:
+                neutral = math.sqrt(max(0.0, i1 * i1 + i2 * i2 + i3 * i3
+                                        - i1 * i2 - i2 * i3 - i3 * i1))
+            if neutral is not None:
+                level, level_since, cond = self._neutral(level, level_since, now, neutral,
+                                                         reading, (i1, i2, i3))
+                if cond is not None:
+                    out.append(cond)
+        return BalanceState(i1, i2, i3, t1, t2, t3, n, tn, imbalance, imb_since, level,
+                            level_since), out
+
+    def _neutral(self, level: int | None, since: float | None, now: float, amps: float,
+                 reading: Reading, phases: tuple[float, float, float]
+                 ) -> tuple[int | None, float | None, Condition | None]:
+        pct = 100 * amps / self.rated_current
+        current = level or 0
+        clear = self.params.neutral_clear_pct / 100
+        if pct >= self.params.neutral_alarm_pct or (
+                current == 2 and pct >= self.params.neutral_alarm_pct * clear):
+            target = 2
+        elif pct >= self.params.neutral_warn_pct or (
+                current >= 1 and pct >= self.params.neutral_warn_pct * clear):
+            target = 1
+        else:
+            target = 0
+        if level is not None and target == level:
+            return level, None, None
+        if level is not None and target > level:  # worse: only after the on-delay
+            since = now if since is None else since
+            if now - since < self.params.neutral_on_delay - ON_DELAY_SLACK:
+                return level, since, None
+        elif level is None and target > 0:  # first verdict is a fault: also wait
+            since = now if since is None else since
+            if now - since < self.params.neutral_on_delay - ON_DELAY_SLACK:
+                return None, since, None
+        return target, None, self._neutral_condition(reading, amps, pct, target, phases)
+
+    def _neutral_condition(self, reading: Reading, amps: float, pct: float, level: int,
+                           phases: tuple[float, float, float]) -> Condition:
+        how = "measured" if self.measured_neutral else (
+            f"estimated from L1 {phases[0]:.0f} A, L2 {phases[1]:.0f} A, L3 {phases[2]:.0f} A "
+            f"at 120°, more with harmonics")
+        limit = self.params.neutral_alarm_pct if level == 2 else self.params.neutral_warn_pct
+        if level:
+            message = (f"neutral current {amps:.0f} A ({how}) is {pct:.0f} % of the "
+                       f"{self.rated_current:g} A rating (limit {limit:g} %); the neutral has "
+                       f"no overcurrent trip")
+        else:
+            message = (f"neutral current back to {amps:.0f} A ({pct:.0f} % of the "
+                       f"{self.rated_current:g} A rating)")
+        return Condition(rule=NEUTRAL_RULE, device=reading.device, active=level > 0,
+                         severity=Severity.CRITICAL if level == 2 else Severity.WARNING,
+                         ts=reading.ts, value=round(amps, 2),
+                         limit=round(self.rated_current * limit / 100, 2), message=message)
+
+    def _imbalance(self, reading: Reading, spread: float,
+                   phases: tuple[float, float, float], active: bool) -> Condition:
+        amps = f"L1 {phases[0]:.0f} A, L2 {phases[1]:.0f} A, L3 {phases[2]:.0f} A"
+        if active:
+            message = (f"phase imbalance {spread:.0f} % ({amps}; limit "
+                       f"{self.params.imbalance_pct:g} % for "
+                       f"{minutes(self.params.imbalance_on_delay)}) on a "
+                       f"{self.rated_current:g} A circuit")
+        else:
+            message = f"phase imbalance back to {spread:.0f} % ({amps})"
+        return Condition(rule=IMBALANCE_RULE, device=reading.device, active=active,
+                         severity=Severity.WARNING, ts=reading.ts, value=round(spread, 1),
+                         limit=self.params.imbalance_pct, message=message)
+
+
+_EMPTY = BalanceState()
+
+
+# -- config and catalog -----------------------------------------------------------------------
+
 def _build(site: SiteInfo,
            devices: Sequence[tuple[DeviceInfo, Any]]) -> Mapping[str, Sequence[Rule]]:
     out: dict[str, Sequence[Rule]] = {}
@@ -368,19 +361,9 @@ def _build(site: SiteInfo,
         channels = set(device.channels(Quantity.CURRENT))
         if device.rated_current is None or not channels & _CHANNELS:
             continue
-        rules: list[Rule] = [Thermal(
-            rated_current=device.rated_current, curve=device.breaker_curve,
-            time_constant=c.time_constant, alarm_pct=c.alarm_pct,
-            alarm_clear_pct=c.alarm_clear_pct, warn_pct=c.warn_pct,
-            warn_clear_pct=c.warn_clear_pct, warn_on_delay=c.warn_on_delay)]
+        rules: list[Rule] = [Thermal(device.rated_current, device.breaker_curve, c)]
         if channels >= set(PHASES):
-            rules.append(Balance(
-                rated_current=device.rated_current, measured_neutral="N" in channels,
-                imbalance_pct=c.imbalance_pct, imbalance_clear_pct=c.imbalance_clear_pct,
-                imbalance_min_load_pct=c.imbalance_min_load_pct,
-                imbalance_on_delay=c.imbalance_on_delay, neutral_warn_pct=c.neutral_warn_pct,
-                neutral_alarm_pct=c.neutral_alarm_pct, neutral_clear_pct=c.neutral_clear_pct,
-                neutral_on_delay=c.neutral_on_delay, max_age=c.max_age))
+            rules.append(Balance(device.rated_current, "N" in channels, c))
         out[device.name] = rules
     return out
 

@@ -56,7 +56,8 @@ def first_at(out: list[Any], rule: str) -> float | None:
 def test_model_reaches_trip_point_within_the_standards_times(
         multiple: float, earliest: float, latest: float) -> None:
     """From cold, the model reaches 100 % no later than IEC 60898-1 lets the breaker trip."""
-    rule = overload.Thermal(rated_current=IN, alarm_pct=100, alarm_clear_pct=90)
+    rule = overload.Thermal(IN, params=overload.OverloadConfig(alarm_pct=100,
+                                                                 alarm_clear_pct=90))
     _, out = feed(rule, steady(multiple, 4000, every=2))
     trip = first_at(out, "overload")
     assert trip is not None
@@ -166,8 +167,8 @@ def test_neutral_estimate_is_the_120_degree_vector_sum(
         phases: tuple[float, float, float], neutral: float) -> None:
     """|I_N| = sqrt(a²+b²+c²-ab-bc-ca) for fundamentals 120° apart."""
     a, b, c = phases
-    rule = overload.Balance(rated_current=1.0, neutral_warn_pct=1e-9, neutral_alarm_pct=1e9,
-                           neutral_on_delay=0)
+    rule = overload.Balance(1.0, params=overload.OverloadConfig(
+        neutral_warn_pct=1e-9, neutral_alarm_pct=1e9, neutral_on_delay=0))
     _, out = feed(rule, three(0, a, b, c))
     conds = [x for x in out if x.rule == overload.NEUTRAL_RULE]
     expected = math.sqrt(a * a + b * b + c * c - a * b - b * c - c * a)
@@ -208,7 +209,7 @@ def test_balance_series(series: list[list[Reading]],
 
 def test_neutral_severity_and_message() -> None:
     """Warning at In, critical at 1.45·In, with both the estimate and the phases named."""
-    rule = overload.Balance(rated_current=IN, neutral_on_delay=0)
+    rule = overload.Balance(IN, params=overload.OverloadConfig(neutral_on_delay=0))
     _, out = feed(rule, three(0, 80, 10, 12) + three(5, 120, 10, 10))
     levels = [(c.severity, c.active) for c in out if c.rule == overload.NEUTRAL_RULE]
     assert levels == [(Severity.WARNING, True), (Severity.CRITICAL, True)]
@@ -219,7 +220,7 @@ def test_neutral_severity_and_message() -> None:
 
 def test_measured_neutral_wins_and_stale_phases_are_not_combined() -> None:
     """A meter's own N current is used; a phase older than max_age is not compared."""
-    rule = overload.Balance(rated_current=IN, measured_neutral=True, neutral_on_delay=0)
+    rule = overload.Balance(IN, True, overload.OverloadConfig(neutral_on_delay=0))
     _, out = feed(rule, three(0, 20, 20, 20, n=70))  # balanced phases, harmonic-laden N
     (cond,) = [c for c in out if c.rule == overload.NEUTRAL_RULE and c.active]
     assert cond.value == 70
