@@ -22,16 +22,14 @@ from dataclasses import dataclass, field
 
 from daemon.config import BusConfig
 from drivers.measurements import Quality, Quantity, Reading
-from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
-from drivers.modbus.transport import (
-    BusSettings,
+from drivers.modbus.errors import (
     ModbusDeviceError,
     ModbusError,
     ModbusFrameError,
     ModbusLinkError,
-    ModbusTransport,
-    make_transport,
 )
+from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
+from drivers.modbus.transport import BusSettings, ModbusTransport, make_transport
 from drivers.profile import DataType, Profile, RegisterType, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)

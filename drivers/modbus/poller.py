@@ -46,15 +46,9 @@ from drivers.aio import cancel_and_wait
 from drivers.logbudget import LogBudget, held_back
 from drivers.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import decode_bit, decode_point, point_range
+from drivers.modbus.errors import ModbusDeviceError, ModbusError, ModbusLinkError
 from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
-from drivers.modbus.transport import (
-    BusSettings,
-    ModbusDeviceError,
-    ModbusError,
-    ModbusLinkError,
-    ModbusTransport,
-    make_transport,
-)
+from drivers.modbus.transport import BusSettings, ModbusTransport, make_transport
 from drivers.profile import Point, Profile, RegisterType
 
 log = logging.getLogger(__name__)

@@ -20,17 +20,16 @@ import pytest
 
 from daemon.config import BusConfig, DeviceConfig
 from drivers.measurements import Quality, Quantity
-from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
-from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
-from drivers.modbus.transport import (
+from drivers.modbus.errors import (
     CrcError,
     FrameError,
     ModbusDeviceError,
     ModbusLinkError,
-    ModbusTcpTransport,
     ModbusTimeoutError,
-    make_transport,
 )
+from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
+from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
+from drivers.modbus.transport import ModbusTcpTransport, make_transport
 from drivers.profile import Profile, RegisterType, load_profile, shipped_profiles
 from simulator.modbus import SimulatedDevice
 from simulator.pty import SocatPair
