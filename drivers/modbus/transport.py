@@ -12,7 +12,8 @@ A transport turns failures into kinds the poller can act on:
 pymodbus's own retries and reconnects are switched off because the poller owns that policy per
 bus. Modbus TCP runs on pymodbus; RTU and RTU-over-TCP use our own framing
 (``drivers.modbus.rtu``, ``drivers.modbus.serial``) so that line timing and error kinds are
-exact. ``make_transport`` is the only place that knows which classes exist.
+exact. Which transport a ``[[bus]]`` gets is up to its bus type (``drivers.modbus.transports``),
+looked up in ``drivers.modbus.registry`` (``make_transport``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from drivers.modbus.errors import (
     LinkStats,
     ModbusDeviceError,
     ModbusLinkError,
-    UnsupportedBusError,
 )
 from drivers.profile import RegisterType
 
@@ -180,28 +180,6 @@ class ModbusTcpTransport:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
-
-
-def make_transport(bus: BusSettings) -> ModbusTransport:
-    """The transport for a bus's type; the only place that knows which classes exist."""
-    from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
-
-    if bus.type == "tcp":
-        if not bus.host or not isinstance(bus.port, int):
-            raise ValueError(f"bus {bus.name}: tcp needs host and an integer port")
-        return ModbusTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout)
-    if bus.type == "rtu-over-tcp":
-        if not bus.host or not isinstance(bus.port, int):
-            raise ValueError(f"bus {bus.name}: rtu-over-tcp needs host and an integer port")
-        return ModbusRtuOverTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout,
-                                         pause=bus.pause)
-    if bus.type == "rtu":
-        if not isinstance(bus.port, str) or not bus.port:
-            raise ValueError(f"bus {bus.name}: rtu needs port = a serial device path")
-        return ModbusRtuTransport(port=bus.port, baudrate=bus.baudrate, parity=bus.parity,
-                                  stopbits=bus.stopbits, bytesize=bus.bytesize,
-                                  timeout=bus.timeout, pause=bus.pause)
-    raise UnsupportedBusError(f"bus {bus.name}: type {bus.type!r} is not supported")
 
 
 def _guard_decoder(client: AsyncModbusTcpClient, on_garbled: Callable[[int], None]) -> None:

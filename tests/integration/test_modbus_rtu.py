@@ -28,8 +28,9 @@ from drivers.modbus.errors import (
     ModbusTimeoutError,
 )
 from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
+from drivers.modbus.registry import make_transport
 from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
-from drivers.modbus.transport import ModbusTcpTransport, make_transport
+from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profile import Profile, RegisterType, load_profile, shipped_profiles
 from simulator.modbus import SimulatedDevice
 from simulator.pty import SocatPair
