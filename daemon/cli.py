@@ -209,7 +209,7 @@ def _read(args: argparse.Namespace) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     from daemon import scan
-    from drivers.modbus.transport import ModbusError, UnsupportedBusError
+    from drivers.modbus.errors import ModbusError, UnsupportedBusError
 
     try:
         bus = scan.scan_bus(host=args.host, port=args.port, baudrate=args.baudrate,

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -27,6 +28,7 @@ from pydantic import (
 from core.durations import Duration, parse_duration
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
+from drivers.modbus.registry import bus_type, known_bus_type
 from drivers.profile import Profile, ProfileError, Workarounds, load_profile
 from rules.catalog import CATALOG
 
@@ -106,8 +108,9 @@ class MqttConfig(_Frozen):
 
 
 class BusConfig(_Frozen):
+    # the keys of every bus type; its class (drivers.modbus.transports) checks what it needs
     name: Name
-    type: Literal["rtu", "tcp", "rtu-over-tcp"]
+    type: Annotated[str, PlainValidator(known_bus_type)]  # a name in drivers.modbus.registry
     port: str | int | None = None  # rtu: device path; tcp, rtu-over-tcp: TCP port
     host: str | None = None
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
@@ -120,20 +123,12 @@ class BusConfig(_Frozen):
 
     @model_validator(mode="after")
     def _endpoint(self) -> BusConfig:
-        if self.type == "rtu":
-            if not isinstance(self.port, str) or not self.port:
-                raise ValueError(f"rtu bus needs port = a serial device path, got {self.port!r}")
-        else:
-            if not self.host:
-                raise ValueError(f"{self.type} bus needs host")
-            if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-                raise ValueError(f"{self.type} bus needs port = a TCP port 1-65535, "
-                                 f"got {self.port!r}")
+        bus_type(self).check(self)
         return self
 
     @property
     def endpoint(self) -> str:
-        return str(self.port) if self.type == "rtu" else f"{self.host}:{self.port}"
+        return bus_type(self).endpoint(self)
 
 
 class DeviceConfig(_Frozen):
@@ -433,9 +428,10 @@ def _cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, P
             known = ", ".join(buses) or "none defined"
             errors.append(f"{where}.bus: {device.bus!r} is not a defined bus (buses: {known})")
         else:
-            if bus.type != "tcp" and not 1 <= device.unit <= 247:
-                errors.append(f"{where}.unit: {device.unit} is outside 1-247 for a serial "
-                              f"line bus ({bus.name})")
+            lowest, highest = bus_type(bus).units
+            if not lowest <= device.unit <= highest:
+                errors.append(f"{where}.unit: {device.unit} is outside {lowest}-{highest} for "
+                              f"a serial line bus ({bus.name})")
             owner = units.setdefault((bus.name, device.unit), device.name)
             if owner != device.name:
                 errors.append(f"{where}.unit: {device.unit} already used by {owner} on bus "
@@ -463,8 +459,8 @@ def _listener_conflicts(config: Config) -> list[str]:
     serial port (fire panels and RTU buses)."""
     errors: list[str] = []
     tcp: list[tuple[str, str, int]] = []  # (path, host, port)
-    ttys: dict[str, str] = {f"{b.port}": f"bus[{i}] {b.name}"
-                            for i, b in enumerate(config.buses) if b.type == "rtu"}
+    ttys: dict[str, str] = {tty: f"bus[{i}] {b.name}" for i, b in enumerate(config.buses)
+                            if (tty := bus_type(b).tty(b)) is not None}
     for i, panel in enumerate(config.fire_panels):
         where = f"fire_panel[{i}]"
         if not panel.enabled:
@@ -509,7 +505,7 @@ def _line_budget(config: Config, profiles: Mapping[str, Profile]) -> list[str]:
     """Serial lines whose poll plan needs more wire time than a second has are refused."""
     errors: list[str] = []
     for i, bus in enumerate(config.buses):
-        if bus.type == "tcp":
+        if not bus_type(bus).serial_line:
             continue
         ms_per_s = 0.0
         for device in config.devices:

@@ -10,6 +10,7 @@ from daemon.config import LoadedConfig
 from daemon.secrets import SecretError, UnsetVariable, read_secret, secret_paths
 from drivers.modbus.planner import wire_time_ms
 from drivers.modbus.poller import PolledDevice, bus_cost, device_plan
+from drivers.modbus.registry import bus_type
 from rules.catalog import CATALOG
 from rules.overcurrent import Overcurrent
 
@@ -31,9 +32,10 @@ def render_plan(loaded: LoadedConfig) -> str:
     rules = device_rules(loaded)
     for bus in config.buses:
         devices = [d for d in config.devices if d.bus == bus.name]
+        serial_line = bus_type(bus).serial_line  # framing, wire time and load are the line's
         lines.append(f"bus {bus.name}: {bus.type} {bus.endpoint}"
                      + (f" {bus.baudrate} {bus.bytesize}{bus.parity}{bus.stopbits}"
-                        if bus.type != "tcp" else "")
+                        if serial_line else "")
                      + f", timeout {bus.timeout:g}s, {len(devices)} device(s)")
         bus_ms = 0.0
         for device in devices:
@@ -49,8 +51,8 @@ def render_plan(loaded: LoadedConfig) -> str:
             for interval, requests in groups:
                 ms = wire_time_ms(requests, baudrate=bus.baudrate)
                 bus_ms += ms / interval
-                wire = "" if bus.type == "tcp" else \
-                    f", ~{ms:.1f} ms on the wire at {bus.baudrate} baud"
+                wire = f", ~{ms:.1f} ms on the wire at {bus.baudrate} baud" \
+                    if serial_line else ""
                 lines.append(f"    every {interval:g}s: {len(requests)} request(s){wire}")
                 for req in requests:
                     lines.append(f"      {req.table.value:<8} fc{req.table.function_code:02d} "
@@ -62,7 +64,7 @@ def render_plan(loaded: LoadedConfig) -> str:
                     c = oc.params
                     lines.append(f"    rule overcurrent: > {oc.limit:g} A for {c.on_delay:g}s,"
                                  f" clears below {oc.rated_current * c.clear_factor:g} A")
-        if bus.type != "tcp":
+        if serial_line:
             lines.append(f"  bus load ~{bus_ms / 10:.1f}% of the line at {bus.baudrate} baud")
     for panel in config.fire_panels:
         state = "" if panel.enabled else " (disabled)"

@@ -2,7 +2,9 @@
 
 Pure parts (``parse_units``, ``plausibility``, ``score_profile``, ``rank``) are separate from
 the I/O (``probe``, ``identify``, ``scan``), which talks only to the ``ModbusTransport``
-protocol built by ``make_transport``, so a scan works on every bus type the daemon can poll.
+protocol built by ``make_transport`` (``drivers.modbus.registry``), so a scan works on every
+bus type the daemon can poll; which unit ids are worth probing and which ``[[bus]]`` keys the
+command-line options make are the bus type's (``drivers.modbus.transports``).
 
 A scan asks each unit one cheap question (read holding register 0). Any Modbus answer means
 someone is there, even an exception such as "illegal data address"; a gateway's "target did
@@ -22,23 +24,21 @@ from dataclasses import dataclass, field
 
 from core.measurements import Quality, Quantity, Reading
 from daemon.config import BusConfig
-from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
-from drivers.modbus.transport import (
-    BusSettings,
+from drivers.modbus.errors import (
     ModbusDeviceError,
     ModbusError,
     ModbusFrameError,
     ModbusLinkError,
-    ModbusTransport,
-    make_transport,
 )
+from drivers.modbus.poller import BUSY_DELAY, decode_responses, plan_points
+from drivers.modbus.registry import BUS_TYPES, bus_type, make_transport
+from drivers.modbus.transport import BusSettings, ModbusTransport
+from drivers.modbus.transports.base import SERIAL_UNITS
 from drivers.profile import DataType, Profile, RegisterType, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 0.3  # s; scanning waits less than polling, a present device answers fast
-SERIAL_UNITS = (1, 247)  # 0 is broadcast on a serial line: nobody answers it
-TCP_UNITS = (0, 255)  # Modbus TCP carries a whole byte; 0 and 255 often mean "the gateway"
 GATEWAY_ABSENT = frozenset({10, 11})  # gateway path unavailable / target did not respond
 PROBE = (RegisterType.HOLDING, 0, 1)  # FC03 is the most widely implemented read
 
@@ -259,29 +259,17 @@ def scan_bus(*, host: str | None, port: str | int | None, baudrate: int = 9600,
     (default 502); without, ``port`` is a serial device path for Modbus RTU. Raises
     ``ValueError`` (a pydantic ``ValidationError``) naming the bad setting.
     """
-    if host is not None:
-        tcp_port = 502 if port is None else port
-        if isinstance(tcp_port, str):
-            try:
-                tcp_port = int(tcp_port)
-            except ValueError:
-                raise ValueError(f"--port {tcp_port!r}: with --host, --port is a TCP port "
-                                 f"number") from None
-        return BusConfig.model_validate({
-            "name": "scan", "type": "rtu-over-tcp" if rtu_over_tcp else "tcp", "host": host,
-            "port": tcp_port, "timeout": timeout, "retries": 1})
-    if rtu_over_tcp:
-        raise ValueError("--rtu-over-tcp needs --host (the gateway's address)")
-    if port is None:
-        raise ValueError("give --port DEVICE for a serial bus or --host HOST for Modbus TCP")
-    return BusConfig.model_validate({
-        "name": "scan", "type": "rtu", "port": str(port), "baudrate": baudrate,
-        "parity": parity, "timeout": timeout, "retries": 1})
+    # the options name the bus type; its class turns them into [[bus]] keys
+    kind = "rtu-over-tcp" if rtu_over_tcp else "tcp" if host is not None else "rtu"
+    settings = BUS_TYPES[kind].scan_table(host=host, port=port, baudrate=baudrate,
+                                          parity=parity)
+    return BusConfig.model_validate({"name": "scan", "type": kind, **settings,
+                                     "timeout": timeout, "retries": 1})
 
 
 def unit_range(bus: BusSettings) -> tuple[int, int]:
     """Valid unit ids on this bus: a whole byte on Modbus TCP, 1-247 behind serial framing."""
-    return TCP_UNITS if bus.type == "tcp" else SERIAL_UNITS
+    return bus_type(bus).units
 
 
 # -- I/O -------------------------------------------------------------------------------------

@@ -115,21 +115,6 @@ class BusCost:
                    response_overhead_bytes=_TCP_RESPONSE_OVERHEAD,
                    silent_chars=0.0, min_silent_ms=0.0)
 
-    @classmethod
-    def for_bus(cls, kind: str, *, baudrate: int, bits_per_char: int = 10,
-                turnaround_ms: float = 0.0,
-                latency_ms: float = DEFAULT_TCP_LATENCY_MS) -> BusCost:
-        """The cost of a configured bus: ``kind`` is ``rtu``, ``tcp`` or ``rtu-over-tcp``.
-
-        RTU over TCP keeps RTU framing at the gateway's serial ``baudrate`` and adds the
-        network latency to the turnaround.
-        """
-        if kind == "tcp":
-            return cls.tcp(latency_ms=latency_ms + turnaround_ms)
-        extra = latency_ms if kind == "rtu-over-tcp" else 0.0
-        return cls(baudrate=baudrate, bits_per_char=bits_per_char,
-                   turnaround_ms=turnaround_ms + extra)
-
     @property
     def char_ms(self) -> float:
         """Time of one character on the line in ms."""

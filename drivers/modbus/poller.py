@@ -46,15 +46,10 @@ from core.aio import cancel_and_wait
 from core.logbudget import LogBudget, held_back
 from core.measurements import Quality, Quantity, Reading
 from drivers.modbus.decode import decode_bit, decode_point, point_range
+from drivers.modbus.errors import ModbusDeviceError, ModbusError, ModbusLinkError
 from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
-from drivers.modbus.transport import (
-    BusSettings,
-    ModbusDeviceError,
-    ModbusError,
-    ModbusLinkError,
-    ModbusTransport,
-    make_transport,
-)
+from drivers.modbus.registry import bus_type, make_transport
+from drivers.modbus.transport import BusSettings, ModbusTransport
 from drivers.profile import Point, Profile, RegisterType
 
 log = logging.getLogger(__name__)
@@ -124,8 +119,7 @@ def point_interval(point: Point, device_poll: float) -> float:
 
 def bus_cost(bus: BusSettings, profile: Profile) -> BusCost:
     """The planner's cost model for this bus and device: baud rate, framing, extra pause."""
-    return BusCost.for_bus(bus.type, baudrate=bus.baudrate,
-                           turnaround_ms=1000 * _pause(bus, profile))
+    return bus_type(bus).cost(baudrate=bus.baudrate, turnaround_ms=1000 * _pause(bus, profile))
 
 
 def plan_points(profile: Profile, points: Sequence[Point],

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.transport import CrcError, FrameError, ModbusDeviceError
+from drivers.modbus.errors import CrcError, FrameError, ModbusDeviceError
 
 READ_FUNCTIONS = (1, 2, 3, 4)  # coils, discrete inputs, holding registers, input registers
 # Largest count one read may ask for (Modbus application protocol 1.1b3, 6.1-6.4).

@@ -37,7 +37,7 @@ from typing import Self
 import serial_asyncio_fast
 
 from drivers.modbus import rtu
-from drivers.modbus.transport import (
+from drivers.modbus.errors import (
     CrcError,
     FrameError,
     LinkStats,

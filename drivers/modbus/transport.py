@@ -12,87 +12,27 @@ A transport turns failures into kinds the poller can act on:
 pymodbus's own retries and reconnects are switched off because the poller owns that policy per
 bus. Modbus TCP runs on pymodbus; RTU and RTU-over-TCP use our own framing
 (``drivers.modbus.rtu``, ``drivers.modbus.serial``) so that line timing and error kinds are
-exact. ``make_transport`` is the only place that knows which classes exist.
+exact. Which transport a ``[[bus]]`` gets is up to its bus type (``drivers.modbus.transports``),
+looked up in ``drivers.modbus.registry`` (``make_transport``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, Protocol, Self
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
+from drivers.modbus.errors import (
+    LinkStats,
+    ModbusDeviceError,
+    ModbusLinkError,
+)
 from drivers.profile import RegisterType
-
-BUSY = 6  # Modbus exception "server device busy": retry later, the link is fine
-
-
-class ModbusError(Exception):
-    """A Modbus read failed."""
-
-
-class ModbusDeviceError(ModbusError):
-    """The device answered with a Modbus exception response (``code``)."""
-
-    NAMES: ClassVar[dict[int, str]] = {
-        1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-        4: "device failure", 5: "acknowledge", 6: "device busy", 8: "memory parity error",
-        10: "gateway path unavailable", 11: "gateway target did not respond"}
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-        super().__init__(f"Modbus exception {code} ({self.NAMES.get(code, 'unknown')})")
-
-    @property
-    def busy(self) -> bool:
-        """Busy is not broken: retry without reconnecting."""
-        return self.code == BUSY
-
-
-class ModbusLinkError(ModbusError):
-    """No usable answer: timeout, connection refused or lost, malformed reply. Reconnect."""
-
-
-class ModbusTimeoutError(ModbusError):
-    """The device did not answer in time. A device fault: the link stays open."""
-
-
-class ModbusFrameError(ModbusError):
-    """The answer was garbled or did not fit the request. A device (or wiring) fault: the
-    link stays open."""
-
-
-class CrcError(ModbusFrameError):
-    """The answer's CRC does not match: line noise, a baud-rate mismatch, a collision."""
-
-
-class FrameError(ModbusFrameError):
-    """A clean (or truncated) frame that does not answer the request: other unit or function,
-    wrong byte count, wrong length."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkStats:
-    """Per-unit transaction faults a transport has seen since it was made (across
-    reconnects)."""
-
-    crc_errors: int = 0
-    frame_errors: int = 0
-    timeouts: int = 0
-
-    @property
-    def garbled(self) -> int:
-        """Answers that arrived but could not be used (CRC or framing)."""
-        return self.crc_errors + self.frame_errors
-
-
-class UnsupportedBusError(NotImplementedError):
-    """The bus type is valid config but has no transport yet."""
 
 
 class BusSettings(Protocol):
@@ -240,29 +180,6 @@ class ModbusTcpTransport:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
-
-
-def make_transport(bus: BusSettings) -> ModbusTransport:
-    """The transport for a bus's type; the only place that knows which classes exist."""
-    # imported here: the serial transports import this module's errors
-    from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
-
-    if bus.type == "tcp":
-        if not bus.host or not isinstance(bus.port, int):
-            raise ValueError(f"bus {bus.name}: tcp needs host and an integer port")
-        return ModbusTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout)
-    if bus.type == "rtu-over-tcp":
-        if not bus.host or not isinstance(bus.port, int):
-            raise ValueError(f"bus {bus.name}: rtu-over-tcp needs host and an integer port")
-        return ModbusRtuOverTcpTransport(host=bus.host, port=bus.port, timeout=bus.timeout,
-                                         pause=bus.pause)
-    if bus.type == "rtu":
-        if not isinstance(bus.port, str) or not bus.port:
-            raise ValueError(f"bus {bus.name}: rtu needs port = a serial device path")
-        return ModbusRtuTransport(port=bus.port, baudrate=bus.baudrate, parity=bus.parity,
-                                  stopbits=bus.stopbits, bytesize=bus.bytesize,
-                                  timeout=bus.timeout, pause=bus.pause)
-    raise UnsupportedBusError(f"bus {bus.name}: type {bus.type!r} is not supported")
 
 
 def _guard_decoder(client: AsyncModbusTcpClient, on_garbled: Callable[[int], None]) -> None:

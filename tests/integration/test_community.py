@@ -28,8 +28,8 @@ from drivers.gb26875.codec import (
     encode_frame,
 )
 from drivers.gb26875.link import Backoff, FirePanelLink
+from drivers.modbus.errors import ModbusError
 from drivers.modbus.poller import PolledDevice, read_once
-from drivers.modbus.transport import ModbusError
 from drivers.profile import load_profile
 from simulator.community import CommunityRunner, UitdMode, ground_truth, load_scenario
 from simulator.community.daemon_config import daemon_config

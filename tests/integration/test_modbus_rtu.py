@@ -20,17 +20,17 @@ import pytest
 
 from core.measurements import Quality, Quantity
 from daemon.config import BusConfig, DeviceConfig
-from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
-from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
-from drivers.modbus.transport import (
+from drivers.modbus.errors import (
     CrcError,
     FrameError,
     ModbusDeviceError,
     ModbusLinkError,
-    ModbusTcpTransport,
     ModbusTimeoutError,
-    make_transport,
 )
+from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
+from drivers.modbus.registry import make_transport
+from drivers.modbus.serial import ModbusRtuOverTcpTransport, ModbusRtuTransport
+from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profile import Profile, RegisterType, load_profile, shipped_profiles
 from simulator.modbus import SimulatedDevice
 from simulator.pty import SocatPair

@@ -14,12 +14,9 @@ import pytest
 
 from core.measurements import Quality, Quantity, Reading
 from daemon.config import BusConfig, DeviceConfig
+from drivers.modbus.errors import ModbusDeviceError, ModbusLinkError
 from drivers.modbus.poller import Backoff, BusPoller, PolledDevice, read_once
-from drivers.modbus.transport import (
-    ModbusDeviceError,
-    ModbusLinkError,
-    ModbusTcpTransport,
-)
+from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profile import Profile, RegisterType, load_profile
 from simulator.modbus import ModbusTcpSimulator, SimulatedDevice
 from tests.integration.test_profiles_tcp import distinct_value

@@ -381,14 +381,6 @@ def test_tcp_cost() -> None:
     assert len(plan_requests([pt(0), pt(124)], cost=cost)) == 1
 
 
-def test_cost_for_bus() -> None:
-    """for_bus picks RTU or TCP framing from the bus type; RTU over TCP adds the latency."""
-    assert BusCost.for_bus("rtu", baudrate=4800) == BusCost(baudrate=4800)
-    assert BusCost.for_bus("tcp", baudrate=9600, latency_ms=5.0) == BusCost.tcp(latency_ms=5.0)
-    over = BusCost.for_bus("rtu-over-tcp", baudrate=19200, latency_ms=5.0, turnaround_ms=1.0)
-    assert (over.baudrate, over.turnaround_ms, over.request_bytes) == (19200, 6.0, 8)
-
-
 def test_cost_rejects_nonsense() -> None:
     """A zero baud rate or a negative turnaround is refused."""
     with pytest.raises(ValueError, match="positive"):

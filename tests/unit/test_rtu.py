@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.modbus import rtu
-from drivers.modbus.transport import (
+from drivers.modbus.errors import (
     CrcError,
     FrameError,
     ModbusDeviceError,
