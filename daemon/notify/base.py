@@ -1,0 +1,121 @@
+"""The one lifecycle every notifier shares: send the alarm store's outbox from a background
+task; an async context manager.
+
+A notifier delivers the rows of its own outbox sink (daemon/store.py ``Outbox``: ``pending``
+in send order, ``delivered`` once the receiver took them), so nothing accepted is lost across
+an outage or a restart. This base owns what used to be copied into each notifier:
+
+- ``__aenter__``: ``_open()`` (read secrets, make a session: a missing secret is a startup
+  error, not a retry loop), then the worker task ``_run()``; starting never waits for the
+  receiver (the daemon runs without one).
+- ``wake()``: new rows are in the outbox; ``drain()``: wait until the worker went idle.
+- ``__aexit__``: set ``_closing``, let the worker flush what it can within ``close_timeout``
+  seconds, then cancel it (drivers/aio.py ``finish_within``/``cancel_and_wait``), then
+  ``_close()``; rows still waiting stay in the store and are logged once.
+- a worker that dies of a bug is logged CRITICAL at once, not at shutdown.
+- ``_sleep(delay)``: a retry backoff that shutdown cuts short.
+
+A subclass keeps only its transport: ``_run()`` (connect, format, send, and its own retry
+policy), ``_open``/``_close`` and its stats. Logs go to the subclass's module logger, named
+by ``label``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+from daemon.store import Outbox
+from drivers.aio import finish_within
+
+QUEUED_LIMIT = 100_000  # rows counted for ``queued``
+
+
+class Notifier(ABC):
+    """Sends one outbox sink to one receiver, retrying forever; an async context manager."""
+
+    def __init__(self, *, outbox: Outbox, sink: str, label: str, task_name: str,
+                 close_timeout: float) -> None:
+        self._outbox = outbox
+        self._sink = sink
+        self._label = label  # how the logs name this notifier: "MQTT notifier", "webhook x"
+        self._task_name = task_name
+        self._close_timeout = close_timeout
+        self._log = logging.getLogger(type(self).__module__)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def sink(self) -> str:
+        """The outbox sink this notifier sends."""
+        return self._sink
+
+    @property
+    def _queued(self) -> int:
+        return len(self._outbox.pending(self._sink, QUEUED_LIMIT))
+
+    def wake(self) -> None:
+        """New events are in the outbox: send them. Never blocks, never raises."""
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Return once the outbox is empty (bound it with ``asyncio.timeout``)."""
+        await self._idle.wait()
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        self._task = asyncio.create_task(self._run(), name=self._task_name)
+        self._task.add_done_callback(self._log_crash)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        try:
+            await finish_within(task, self._close_timeout)
+        finally:
+            await self._close()
+        if queued := self._queued:
+            self._log.warning("%s closed with %d events unsent: kept in the store, sent after "
+                              "the restart", self._label, queued)
+
+    # -- what a transport provides -----------------------------------------------------------
+
+    async def _open(self) -> None:  # noqa: B027 (optional hook)
+        """Before the worker starts: read secrets, make sessions."""
+
+    async def _close(self) -> None:  # noqa: B027 (optional hook)
+        """After the worker ended (or was cancelled): release what ``_open`` made."""
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """The worker: send the outbox until ``_closing`` and nothing more can go out; set
+        ``_idle`` whenever the outbox is empty."""
+
+    # -- shared helpers ----------------------------------------------------------------------
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep ``delay`` seconds before retrying, cut short by shutdown (``wake()`` alone
+        does not cut it short)."""
+        deadline = time.monotonic() + delay
+        while not self._closing and (remaining := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    def _log_crash(self, task: asyncio.Task[None]) -> None:
+        """A worker that dies is a bug; say so at once rather than at shutdown."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._log.critical("%s task crashed; events now only queue up", self._label,
+                               exc_info=error)
