@@ -14,6 +14,8 @@ an outage or a restart. This base owns what used to be copied into each notifier
   ``_close()``; rows still waiting stay in the store and are logged once.
 - a worker that dies of a bug is logged CRITICAL at once, not at shutdown.
 - ``_sleep(delay)``: a retry backoff that shutdown cuts short.
+- ``sinks(config)`` and ``from_config(config, ...)``: the outbox sinks a config needs and the
+  notifiers it asks for; daemon/notify/registry.py calls them for every registered class.
 
 A subclass keeps only its transport: ``_run()`` (connect, format, send, and its own retry
 policy), ``_open``/``_close`` and its stats. Logs go to the subclass's module logger, named
@@ -27,13 +29,19 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
+from daemon.config import Config
 from daemon.store import Outbox
 from drivers.aio import finish_within
 
 QUEUED_LIMIT = 100_000  # rows counted for ``queued``
+
+# A command handler: (verb, raw body) -> the result object published on cmd/result; a
+# "refused" key in it marks an intake refusal (counted, logged).
+CommandHandler = Callable[[str, bytes], dict[str, object]]
 
 
 class Notifier(ABC):
@@ -52,6 +60,21 @@ class Notifier(ABC):
         self._idle.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+
+    # -- how the supervisor builds notifiers (daemon/notify/registry.py) -------------------
+
+    @classmethod
+    @abstractmethod
+    def sinks(cls, config: Config) -> list[str]:
+        """The outbox sinks the notifiers ``from_config`` builds will send (the alarm store
+        keeps one outbox row per event and sink)."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Config, *, outbox: Outbox,
+                    on_command: CommandHandler | None = None) -> Sequence[Notifier]:
+        """The notifiers ``config`` asks for (none when its section is absent), not yet
+        started."""
 
     @property
     def sink(self) -> str:

@@ -47,8 +47,8 @@ from typing import Any
 import aiohttp
 import yarl
 
-from daemon.config import WebhookConfig
-from daemon.notify.base import Notifier
+from daemon.config import Config, WebhookConfig
+from daemon.notify.base import CommandHandler, Notifier
 from daemon.notify.webhook_format import (
     BAD_CREDENTIALS,
     BAD_PAYLOAD,
@@ -190,6 +190,17 @@ class WebhookNotifier(Notifier):
         self._failed = 0
         self._quarantined = 0
         self._filtered = 0
+
+    @classmethod
+    def sinks(cls, config: Config) -> list[str]:
+        return [w.sink for w in config.webhooks]
+
+    @classmethod
+    def from_config(cls, config: Config, *, outbox: Outbox,
+                    on_command: CommandHandler | None = None) -> list[WebhookNotifier]:
+        return [cls(config=w, site=config.site.id, outbox=outbox,
+                    timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix)
+                for w in config.webhooks]
 
     @property
     def stats(self) -> WebhookStats:
