@@ -12,7 +12,11 @@ an outage or a restart. This base owns what used to be copied into each notifier
 - ``__aexit__``: set ``_closing``, let the worker flush what it can within ``close_timeout``
   seconds, then cancel it (drivers/aio.py ``finish_within``/``cancel_and_wait``), then
   ``_close()``; rows still waiting stay in the store and are logged once.
-- a worker that dies of a bug is logged CRITICAL at once, not at shutdown.
+- a worker that dies of a bug is logged CRITICAL at once (not at shutdown) and started again
+  after a capped exponential backoff (``restart_initial`` .. ``restart_max`` seconds; the
+  backoff starts over once a worker ran longer than ``restart_max``): a bug hit by one odd
+  event must not silence the notifier until the daemon restarts. Events queue in the store
+  meanwhile. A crash while closing is not restarted.
 - ``_sleep(delay)``: a retry backoff that shutdown cuts short.
 - ``sinks(config)`` and ``from_config(config, ...)``: the outbox sinks a config needs and the
   notifiers it asks for; daemon/notify/registry.py calls them for every registered class.
@@ -38,6 +42,8 @@ from daemon.store import Outbox
 from drivers.aio import finish_within
 
 QUEUED_LIMIT = 100_000  # rows counted for ``queued``
+RESTART_INITIAL = 1.0  # s: first delay before a crashed worker is started again
+RESTART_MAX = 60.0  # s: cap of that delay
 
 # A command handler: (verb, raw body) -> the result object published on cmd/result; a
 # "refused" key in it marks an intake refusal (counted, logged).
@@ -48,12 +54,16 @@ class Notifier(ABC):
     """Sends one outbox sink to one receiver, retrying forever; an async context manager."""
 
     def __init__(self, *, outbox: Outbox, sink: str, label: str, task_name: str,
-                 close_timeout: float) -> None:
+                 close_timeout: float, restart_initial: float = RESTART_INITIAL,
+                 restart_max: float = RESTART_MAX) -> None:
         self._outbox = outbox
         self._sink = sink
         self._label = label  # how the logs name this notifier: "MQTT notifier", "webhook x"
         self._task_name = task_name
         self._close_timeout = close_timeout
+        self._restart_initial = restart_initial
+        self._restart_max = restart_max
+        self.crashes = 0  # worker crashes since start (each logged CRITICAL)
         self._log = logging.getLogger(type(self).__module__)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -96,7 +106,7 @@ class Notifier(ABC):
 
     async def __aenter__(self) -> Self:
         await self._open()
-        self._task = asyncio.create_task(self._run(), name=self._task_name)
+        self._task = asyncio.create_task(self._supervise(), name=self._task_name)
         self._task.add_done_callback(self._log_crash)
         return self
 
@@ -128,6 +138,30 @@ class Notifier(ABC):
 
     # -- shared helpers ----------------------------------------------------------------------
 
+    async def _supervise(self) -> None:
+        """Run the worker; start it again, after a backoff, when it dies of a bug."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run()
+                return
+            except Exception as error:
+                self.crashes += 1
+                if time.monotonic() - started > self._restart_max:
+                    failures = 0  # ran a good while: not a crash loop
+                failures += 1
+                if self._closing:
+                    self._log.critical("%s task crashed while closing; unsent events stay in "
+                                       "the store", self._label, exc_info=error)
+                    return
+                delay = capped_backoff(failures, self._restart_initial, self._restart_max)
+                self._log.critical("%s task crashed; restarting it in %.1f s, events queue up "
+                                   "meanwhile", self._label, delay, exc_info=error)
+            await self._sleep(delay)
+            if self._closing:
+                return
+
     async def _sleep(self, delay: float) -> None:
         """Sleep ``delay`` seconds before retrying, cut short by shutdown (``wake()`` alone
         does not cut it short)."""
@@ -138,7 +172,16 @@ class Notifier(ABC):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
-        """A worker that dies is a bug; say so at once rather than at shutdown."""
+        """A supervisor that dies (of what ``_supervise`` does not catch) is a bug; say so at
+        once rather than at shutdown."""
         if not task.cancelled() and (error := task.exception()) is not None:
             self._log.critical("%s task crashed; events now only queue up", self._label,
                                exc_info=error)
+
+
+def capped_backoff(attempt: int, initial: float, maximum: float) -> float:
+    """The delay before retry number ``attempt`` (1, 2, ...): ``initial`` doubling each time,
+    at most ``maximum`` (callers add their own jitter). The exponent is capped too: a broker
+    down for hours counts thousands of attempts, and ``1.0 * 2 ** 1100`` raises OverflowError
+    (which killed the loop that asked)."""
+    return min(maximum, initial * 2.0 ** min(attempt - 1, 64))

@@ -40,7 +40,7 @@ import aiomqtt
 
 from daemon.commands import MAX_COMMAND_BYTES, clip, too_large
 from daemon.config import Config, MqttConfig
-from daemon.notify.base import CommandHandler, Notifier
+from daemon.notify.base import CommandHandler, Notifier, capped_backoff
 from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
 from rules.model import AlarmState
@@ -97,7 +97,9 @@ def _json(value: dict[str, Any]) -> bytes:
 
 class MqttNotifier(Notifier):
     """Publishes the outbox to MQTT, reconnecting forever; takes commands; an async context
-    manager. Starting does not wait for the broker: the daemon runs without one."""
+    manager. Starting does not wait for the broker: the daemon runs without one. The lifecycle
+    (worker task, wake/drain, close deadline, crash restart) is daemon/notify/base.py's; this
+    class adds the connection, commands and retained state."""
 
     def __init__(self, *, config: MqttConfig, site: str, outbox: Outbox, sink: str = "mqtt",
                  on_command: CommandHandler | None = None, retry_initial: float = 1.0,
@@ -205,7 +207,7 @@ class MqttNotifier(Notifier):
                 self._connected = False
             attempt += 1
             self._on_failure(attempt, error)
-            await self._backoff(min(self._retry_max, self._retry_initial * 2 ** (attempt - 1)))
+            await self._backoff(capped_backoff(attempt, self._retry_initial, self._retry_max))
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """Publish the outbox until closing; raises MqttError when the connection drops."""

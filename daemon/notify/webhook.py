@@ -48,7 +48,7 @@ import aiohttp
 import yarl
 
 from daemon.config import Config, WebhookConfig
-from daemon.notify.base import CommandHandler, Notifier
+from daemon.notify.base import CommandHandler, Notifier, capped_backoff
 from daemon.notify.webhook_format import (
     BAD_CREDENTIALS,
     BAD_PAYLOAD,
@@ -150,7 +150,8 @@ class WebhookStats:
 
 class WebhookNotifier(Notifier):
     """Sends one webhook's outbox to its endpoint, retrying forever; an async context manager.
-    Starting does not wait for the endpoint."""
+    Starting does not wait for the endpoint. The lifecycle (worker task, wake/drain, close
+    deadline, crash restart) is daemon/notify/base.py's."""
 
     def __init__(self, *, config: WebhookConfig, site: str, outbox: Outbox,
                  timezone: str | None = None, topic_prefix: str = "firewarden",
@@ -247,7 +248,7 @@ class WebhookNotifier(Notifier):
                 attempt = 0
                 continue
             attempt += 1
-            backoff = min(self._retry_max, self._retry_initial * 2 ** (attempt - 1))
+            backoff = capped_backoff(attempt, self._retry_initial, self._retry_max)
             if outcome is Outcome.RATE_LIMITED:
                 backoff = min(self._retry_max, max(backoff, self._rate_delay))
             elif outcome is Outcome.BAD_CREDENTIALS:

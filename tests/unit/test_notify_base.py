@@ -11,7 +11,7 @@ import pytest
 
 from daemon.config import Config
 from daemon.notify import registry
-from daemon.notify.base import CommandHandler, Notifier
+from daemon.notify.base import CommandHandler, Notifier, capped_backoff
 from daemon.notify.mqtt import MqttNotifier
 from daemon.notify.webhook import WebhookNotifier
 from daemon.store import Outbox, OutboxItem
@@ -36,7 +36,8 @@ class Fake(Notifier):
 
     def __init__(self, outbox: ListOutbox, *, mode: str = "ok", close_timeout: float = 1.0):
         super().__init__(outbox=outbox, sink="fake", label="fake notifier",
-                         task_name="fake-notifier", close_timeout=close_timeout)
+                         task_name="fake-notifier", close_timeout=close_timeout,
+                         restart_initial=0.05, restart_max=0.1)
         self.store = outbox
         self.mode = mode
         self.sent: list[int] = []
@@ -58,7 +59,7 @@ class Fake(Notifier):
         self.closed = True
 
     async def _run(self) -> None:
-        if self.mode == "crash":
+        if self.mode == "crash" and self.crashes < 2:
             raise RuntimeError("bug")
         while True:
             self._wake.clear()
@@ -101,12 +102,24 @@ async def test_close_deadline_cancels_and_keeps_rows(caplog: pytest.LogCaptureFi
     assert warnings[0].name == __name__  # the subclass's module logger
 
 
-async def test_crash_is_logged_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    async with Fake(ListOutbox(), mode="crash"):
-        await asyncio.sleep(0.05)
+async def test_crash_is_logged_at_once_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    outbox = ListOutbox()
+    outbox.add("fake", 1)
+    async with Fake(outbox, mode="crash") as notifier:
+        notifier.wake()
+        async with asyncio.timeout(2):
+            await notifier.drain()  # the third run delivers
+        assert notifier.sent == [1]
+        assert notifier.crashes == 2
         crashes = [r for r in caplog.records if r.levelno == logging.CRITICAL]
-        assert len(crashes) == 1
-        assert "fake notifier task crashed" in crashes[0].getMessage()
+        assert len(crashes) == 2
+        assert "fake notifier task crashed; restarting it in 0.1 s" in crashes[1].getMessage()
+        assert crashes[0].exc_info is not None
+
+
+def test_capped_backoff_never_overflows() -> None:
+    assert [capped_backoff(n, 1.0, 30.0) for n in (1, 2, 3, 6)] == [1.0, 2.0, 4.0, 30.0]
+    assert capped_backoff(5000, 1.0, 30.0) == 30.0  # hours of a broker outage
 
 
 async def test_sleep_is_cut_short_by_close() -> None:
