@@ -34,8 +34,8 @@ from daemon.assembly import device_rules, device_tags, flood_policy, policies, s
 from daemon.config import ConfigError, LoadedConfig, load_config
 from daemon.metrics import SelfMetrics
 from daemon.notify import homeassistant as ha
+from daemon.notify import registry as notifiers
 from daemon.notify.mqtt import MqttNotifier
-from daemon.notify.webhook import WebhookNotifier
 from daemon.panels import PanelHost
 from daemon.pipeline import AlarmDesk, Pipeline, Together
 from daemon.secrets import SecretError, check_secrets
@@ -77,7 +77,7 @@ class Supervisor:
         config = self._loaded.config
         reserve = DiskReserve(config.daemon.state_dir / "disk-reserve")
         store = AlarmStore(config.daemon.state_dir / "alarms.db",
-                           sinks=["mqtt", *(w.sink for w in config.webhooks)], reserve=reserve)
+                           sinks=notifiers.sinks(config), reserve=reserve)
         async with AsyncExitStack() as stack:
             stack.enter_context(store)
             in_memory = store.problem is not None and not store.problem.damaged
@@ -97,14 +97,9 @@ class Supervisor:
                 spool=config.daemon.state_dir / "influx-spool.db", reserve=reserve))
             desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock,
                              command_max_age=config.mqtt.command_max_age)
-            mqtt = await stack.enter_async_context(MqttNotifier(
-                config=config.mqtt, site=config.site.id, outbox=store,
-                on_command=desk.command))
-            desk.notifiers.append(mqtt)
-            for webhook in config.webhooks:
-                desk.notifiers.append(await stack.enter_async_context(WebhookNotifier(
-                    config=webhook, site=config.site.id, outbox=store,
-                    timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix)))
+            for notifier in notifiers.build(config, outbox=store, on_command=desk.command):
+                desk.notifiers.append(await stack.enter_async_context(notifier))
+            mqtt = next(n for n in desk.notifiers if isinstance(n, MqttNotifier))
             if config.mqtt.homeassistant:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
             desk.publish(state_store_events(engine, [store.problem, influx.spool_problem],

@@ -26,24 +26,21 @@ twice (QoS 1 is at-least-once): receivers de-duplicate on ``event_id``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiomqtt
 
-from core.aio import finish_within
 from daemon.commands import MAX_COMMAND_BYTES, clip, too_large
-from daemon.config import MqttConfig
+from daemon.config import Config, MqttConfig
+from daemon.notify.base import CommandHandler, Notifier, capped_backoff
 from daemon.secrets import read_secret
 from daemon.store import Outbox, OutboxItem
 from rules.model import AlarmState
@@ -79,10 +76,6 @@ class MqttStats:
     commands_refused: int = 0  # not admitted: retained, too large, stale, replayed, no ts
 
 
-# A command handler: (verb, raw body) -> the result object published on cmd/result; a
-# "refused" key in it marks an intake refusal (counted, logged).
-CommandHandler = Callable[[str, bytes], dict[str, object]]
-
 REFUSAL_LOG_EVERY = 10.0  # s: at most one log line per this, so a flood cannot fill the log
 
 
@@ -102,32 +95,28 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
-class MqttNotifier:
+class MqttNotifier(Notifier):
     """Publishes the outbox to MQTT, reconnecting forever; takes commands; an async context
-    manager. Starting does not wait for the broker: the daemon runs without one."""
+    manager. Starting does not wait for the broker: the daemon runs without one. The lifecycle
+    (worker task, wake/drain, close deadline, crash restart) is daemon/notify/base.py's; this
+    class adds the connection, commands and retained state."""
 
     def __init__(self, *, config: MqttConfig, site: str, outbox: Outbox, sink: str = "mqtt",
                  on_command: CommandHandler | None = None, retry_initial: float = 1.0,
                  retry_max: float = 30.0, close_timeout: float = 5.0) -> None:
+        super().__init__(outbox=outbox, sink=sink, label="MQTT notifier",
+                         task_name="mqtt-notifier", close_timeout=close_timeout)
         self._config = config
         self._site = site
-        self._outbox = outbox
-        self._sink = sink
         self._on_command = on_command
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._close_timeout = close_timeout
         self.base = f"{config.topic_prefix}/{site}"
         self.status_topic = f"{self.base}/status"
         self._direct: deque[OutMessage] = deque()  # command results: transient, not stored
         self._retained: dict[str, bytes] = {}  # device states, discovery: sent on each connect
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closing = False
         self._connected = False
         self._password: str | None = None
-        self._task: asyncio.Task[None] | None = None
         self._published = 0
         self._connects = 0
         self._failures = 0
@@ -135,6 +124,16 @@ class MqttNotifier:
         self._refused = 0
         self._refusals_unlogged = 0
         self._refusal_logged = -math.inf  # monotonic
+
+    @classmethod
+    def sinks(cls, config: Config) -> list[str]:
+        return ["mqtt"]
+
+    @classmethod
+    def from_config(cls, config: Config, *, outbox: Outbox,
+                    on_command: CommandHandler | None = None) -> list[MqttNotifier]:
+        return [cls(config=config.mqtt, site=config.site.id, outbox=outbox,
+                    on_command=on_command)]
 
     @property
     def connected(self) -> bool:
@@ -148,17 +147,8 @@ class MqttNotifier:
                          connect_failures=self._failures, commands=self._commands,
                          commands_refused=self._refused)
 
-    @property
-    def _queued(self) -> int:
-        return len(self._outbox.pending(self._sink, 100_000))
-
     def alarm_topic(self, alarm_id: str) -> str:
         return f"{self.base}/alarms/{topic_leaf(alarm_id)}"
-
-    def wake(self) -> None:
-        """New events are in the outbox: publish them. Never blocks, never raises."""
-        self._idle.clear()
-        self._wake.set()
 
     def set_retained(self, topic: str, payload: bytes) -> None:
         """Keep ``topic`` retained at ``payload`` (re-sent after every reconnect); for device
@@ -169,28 +159,13 @@ class MqttNotifier:
         self._direct.append(OutMessage(topic, payload, qos=1, retain=True))
         self.wake()
 
-    async def drain(self) -> None:
-        """Return once the outbox is empty (bound it with ``asyncio.timeout``)."""
-        await self._idle.wait()
-
-    async def __aenter__(self) -> Self:
+    async def _open(self) -> None:
         if self._config.password_file is not None:
             # Read once at start: a missing secret is a startup error, not a retry loop.
             self._password = read_secret(self._config.password_file, "mqtt.password_file")
-        self._task = asyncio.create_task(self._run(), name="mqtt-notifier")
-        self._task.add_done_callback(_log_crash)
-        return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        self._closing = True
-        self._wake.set()
-        task, self._task = self._task, None
-        await finish_within(task, self._close_timeout)
+    async def _close(self) -> None:
         self._connected = False
-        if queued := self._queued:
-            log.warning("MQTT notifier closed with %d events unsent: kept in the store, sent "
-                        "after the restart", queued)
 
     # -- the connection loop ---------------------------------------------------------------
 
@@ -232,7 +207,7 @@ class MqttNotifier:
                 self._connected = False
             attempt += 1
             self._on_failure(attempt, error)
-            await self._backoff(min(self._retry_max, self._retry_initial * 2 ** (attempt - 1)))
+            await self._backoff(capped_backoff(attempt, self._retry_initial, self._retry_max))
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """Publish the outbox until closing; raises MqttError when the connection drops."""
@@ -351,17 +326,4 @@ class MqttNotifier:
         if self._closing:
             await asyncio.sleep(0.2)  # final delivery attempts: quick, the caller has a deadline
             return
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wait_closing(), delay * random.uniform(0.5, 1.0))
-
-    async def _wait_closing(self) -> None:
-        while not self._closing:
-            self._wake.clear()
-            await self._wake.wait()
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    """A notifier loop that dies is a bug; say so at once rather than at shutdown."""
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.critical("MQTT notifier task crashed; events now only queue up", exc_info=error)
+        await self._sleep(delay * random.uniform(0.5, 1.0))
