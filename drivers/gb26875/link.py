@@ -57,12 +57,9 @@ import asyncio
 import contextlib
 import errno
 import logging
-import random
 import socket
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Literal, Self
@@ -70,249 +67,33 @@ from typing import Literal, Self
 import serial_asyncio_fast
 
 from core.aio import cancel_and_wait
-from core.logbudget import LogBudget, held_back
 from core.measurements import Quantity, Reading
 from drivers.gb26875.codec import (
-    MAX_ADU,
     MAX_FRAME,
     Command,
     Frame,
     FrameError,
-    FrameErrorReason,
     Header,
     StreamDecoder,
     ack_for,
-    decode_frame,
-    encode_frame,
     nak_for,
 )
+from drivers.gb26875.connection import CANDIDATE_REASONS, Connection, time_label
+from drivers.gb26875.session import Backoff, LinkState, LogLimiter
 
 log = logging.getLogger(__name__)
 
+RECONNECT = Backoff()  # tcp-client and serial reopen: capped, jittered, exponential
+
 Transport = Literal["serial", "tcp-server", "tcp-client"]
 
-RESEND_MEMORY = 256  # serials remembered per source address
-# s a serial stays remembered: the standard resends an unACKed frame within ~30 s; a longer
-# memory would swallow a rebooted UITD's first frames (its serials restart)
-RESEND_WINDOW = 60.0
-MAX_SOURCES = 1024  # source addresses remembered; the least recently heard is forgotten
 MAX_CONNECTIONS = 16  # tcp-server connections at once
 MAX_PER_SOURCE = 4  # tcp-server connections from one address at once
 IDLE_TIMEOUT = 30.0  # s a tcp-server connection may stay without sending a valid frame
 ACCEPT_PAUSE = 1.0  # s without accepting after running out of descriptors or memory
-LOG_INTERVAL = 60.0  # s: one log line per cause
 _ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-_START = b"@@"
-_END = b"##"
-_OVERHEAD = 30
-_LENGTH_AT = 24
-# Errors about complete candidates (as opposed to skipped runs of bytes): these have a serial.
-_CANDIDATE_REASONS = frozenset({
-    FrameErrorReason.BAD_CHECKSUM, FrameErrorReason.BAD_LENGTH, FrameErrorReason.UNKNOWN_TYPE,
-    FrameErrorReason.UNKNOWN_COMMAND, FrameErrorReason.BAD_TIME,
-})
 _NO_REPLY_COMMANDS = frozenset({int(Command.CONFIRM), int(Command.DENY)})
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with +-``jitter`` (fraction), so reconnects do not align."""
-
-    base: float = 1.0
-    cap: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (``failures`` >= 1)."""
-        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
-        return min(self.cap, raw * (1.0 + self.jitter * (2.0 * rand() - 1.0)))
-
-
-class ResendFilter:
-    """Remembers (source, serial, ADU fingerprint) to recognise resends (pure: time is passed).
-
-    Per source, the last ``memory`` serials heard within ``window`` seconds are kept. A frame
-    whose time label is more than ``window`` before the source's previous one starts a new
-    session (the UITD rebooted, its clock reset): everything remembered of it is forgotten.
-    """
-
-    def __init__(self, *, memory: int = RESEND_MEMORY, window: float = RESEND_WINDOW,
-                 max_sources: int = MAX_SOURCES) -> None:
-        self._memory = memory
-        self._window = window
-        self._max_sources = max_sources
-        self._sources: OrderedDict[Hashable, OrderedDict[int, tuple[int, float]]] = OrderedDict()
-        self._labels: dict[Hashable, datetime] = {}
-
-    def seen(self, source: Hashable, serial: int, fingerprint: int, now: float,
-             label: datetime | None = None) -> bool:
-        """Record this frame; True if it is a resend of one recorded within the window.
-
-        ``now`` is monotonic time; ``label`` the frame's time label (None: unknown).
-        """
-        if label is not None:
-            last = self._labels.get(source)
-            self._labels[source] = label
-            if last is not None and (last - label).total_seconds() > self._window:
-                self._sources.pop(source, None)
-        serials = self._sources.get(source)
-        if serials is None:
-            serials = self._sources[source] = OrderedDict()
-            if len(self._sources) > self._max_sources:
-                forgotten, _ = self._sources.popitem(last=False)
-                self._labels.pop(forgotten, None)
-        else:
-            self._sources.move_to_end(source)
-        previous = serials.pop(serial, None)
-        serials[serial] = (fingerprint, now)
-        while len(serials) > self._memory:
-            serials.popitem(last=False)
-        return (previous is not None and previous[0] == fingerprint
-                and 0.0 <= now - previous[1] <= self._window)
-
-
-@dataclass
-class LinkState:
-    """Counters and liveness of one link; counters run from start and survive reconnects.
-
-    ``frames`` counts valid frames (data, heartbeats and resends); ``errors`` counts every
-    defect: undecodable bytes (NAKed or not) and ``on_frame`` failures (also in
-    ``callback_errors``); ``evicted`` and ``idle_closed`` count connections we closed to keep
-    room. Times are from the link's ``monotonic`` clock (seconds, not unix time).
-    """
-
-    connected: bool = False
-    connections: int = 0
-    online: bool = False
-    connected_at: float | None = None
-    last_frame_at: float | None = None
-    started_at: float | None = None
-    frames: int = 0
-    delivered: int = 0
-    heartbeats: int = 0
-    acks: int = 0
-    naks: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    callback_errors: int = 0
-    evicted: int = 0
-    idle_closed: int = 0
-    accept_errors: int = 0
-
-
-class LogLimiter:
-    """``LogBudget`` bound to a logger and a clock. Causes are a fixed set of words (never an
-    address), so its memory stays small."""
-
-    def __init__(self, logger: logging.Logger, *, interval: float = LOG_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = logger
-        self._budget = LogBudget(interval)
-        self._clock = clock
-
-    def log(self, cause: str, level: int, msg: str, *args: object) -> None:
-        left_out = self._budget.take(cause, self._clock())
-        if left_out is not None:
-            self._log.log(level, msg + held_back(left_out), *args)
-
-
-def _label(ts: float) -> datetime | None:
-    """Our time label for replies: local naive time, None when it cannot be sent."""
-    try:
-        now = datetime.fromtimestamp(ts)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return now if 2000 <= now.year <= 2255 else None
-
-
-def _candidate_size(buf: bytes | bytearray, pos: int) -> int:
-    """Size of a complete ``@@ .. ##`` envelope at ``pos``, or 0."""
-    if len(buf) - pos < _LENGTH_AT + 2:
-        return 0
-    adu_len = int.from_bytes(buf[pos + _LENGTH_AT:pos + _LENGTH_AT + 2], "little")
-    size = _OVERHEAD + adu_len
-    if adu_len > MAX_ADU or len(buf) - pos < size or buf[pos + size - 2:pos + size] != _END:
-        return 0
-    return size
-
-
-class _Connection(asyncio.Protocol):
-    """One byte stream (a TCP connection or the tty): its decoder and its reply channel."""
-
-    def __init__(self, link: FirePanelLink, label: str) -> None:
-        self.link = link
-        self.label = label
-        self.source = label  # the peer's address: the per-source connection cap's key
-        self.opened_at = link._monotonic()
-        self.valid_at: float | None = None  # last valid frame (monotonic)
-        # resends are recognised within one session only: a new connection is a new session
-        self.resends = ResendFilter()
-        self.decoder = StreamDecoder(strict_time=False)
-        self.transport: asyncio.WriteTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-        # the recent bytes, to find the serial number of a candidate the decoder rejected
-        self.recent = bytearray()
-        self.recent_base = 0  # stream offset of recent[0]
-        self.nak_floor = 0  # stream offset from which rejected candidates are searched
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if peer:
-            host = str(peer[0]).removeprefix("::ffff:")  # IPv4 on a dual-stack socket
-            self.source = host
-            self.label = f"{host}:{peer[1]}"
-        self.link._opened(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.link._received(self, data)
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.link._lost(self, exc)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def send(self, frame: Frame) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_frame(frame))
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        """Close at once, unsent bytes dropped: a peer that does not read cannot hold it."""
-        if self.transport is not None:
-            self.transport.abort()
-
-    def idle_since(self) -> float:
-        return self.opened_at if self.valid_at is None else self.valid_at
-
-    def eviction_order(self) -> tuple[bool, float]:
-        """Sorts first what to close first: never sent a valid frame, then idle longest."""
-        return self.valid_at is not None, self.idle_since()
-
-    def rejected_candidate(self, error: FrameError) -> bytes | None:
-        """The bytes of the complete candidate the decoder rejected with ``error``, if found."""
-        buf = self.recent
-        pos = max(0, self.nak_floor - self.recent_base)
-        while (pos := buf.find(_START, pos)) >= 0:
-            size = _candidate_size(buf, pos)
-            if size:
-                candidate = bytes(buf[pos:pos + size])
-                try:
-                    decode_frame(candidate, strict_time=False)
-                except FrameError as err:
-                    if err == error:
-                        self.nak_floor = self.recent_base + pos + 1
-                        return candidate
-            pos += 1
-        return None
 
 
 class FirePanelLink:
@@ -332,7 +113,7 @@ class FirePanelLink:
                  on_frame: Callable[[Frame], None], clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  address: int = 0, heartbeat_timeout: float = 90.0,
-                 backoff: Backoff = Backoff(), max_connections: int = MAX_CONNECTIONS,
+                 backoff: Backoff = RECONNECT, max_connections: int = MAX_CONNECTIONS,
                  max_per_source: int = MAX_PER_SOURCE,
                  idle_timeout: float = IDLE_TIMEOUT) -> None:
         if transport not in ("serial", "tcp-server", "tcp-client"):
@@ -364,7 +145,7 @@ class FirePanelLink:
         self._max_per_source = max_per_source
         self.idle_timeout = idle_timeout
         self.state = LinkState()
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._sockets: list[socket.socket] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._limited = LogLimiter(log, clock=monotonic)
@@ -437,9 +218,9 @@ class FirePanelLink:
 
     # -- background loops ---------------------------------------------------------------------
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> Connection:
         loop = asyncio.get_running_loop()
-        conn = _Connection(self, str(self._port))
+        conn = Connection(self, str(self._port))
         if self.transport == "serial":
             # exclusive: a second reader on the same line would steal half the frames
             await serial_asyncio_fast.create_serial_connection(
@@ -465,7 +246,7 @@ class FirePanelLink:
                 continue
             try:
                 self._make_room(client)
-                await loop.connect_accepted_socket(lambda: _Connection(self, "tcp"), client)
+                await loop.connect_accepted_socket(lambda: Connection(self, "tcp"), client)
             except OSError as exc:  # the peer went away already, or no memory for it
                 client.close()
                 self.state.accept_errors += 1
@@ -480,7 +261,7 @@ class FirePanelLink:
             source = ""
         for cap, only in ((self._max_per_source, source), (self._max_connections, None)):
             group = sorted((c for c in self._connections if only in (None, c.source)),
-                           key=_Connection.eviction_order)
+                           key=Connection.eviction_order)
             for conn in group[:max(0, len(group) - cap + 1)]:
                 self._drop(conn)
                 self.state.evicted += 1
@@ -492,7 +273,7 @@ class FirePanelLink:
                     "" if conn.valid_at is not None else " and never sent a valid frame",
                     source)
 
-    def _drop(self, conn: _Connection) -> None:
+    def _drop(self, conn: Connection) -> None:
         """Close now and stop counting it (its ``connection_lost`` comes later)."""
         self._connections.discard(conn)
         self.state.connections = len(self._connections)
@@ -561,9 +342,9 @@ class FirePanelLink:
             log.error("fire panel %s: communication fault (%s, timeout %gs)", self.name,
                       since, self.heartbeat_timeout)
 
-    # -- receive path (called by _Connection; synchronous, no bulk work) ----------------------
+    # -- receive path (called by Connection; synchronous, no bulk work) ----------------------
 
-    def _opened(self, conn: _Connection) -> None:
+    def _opened(self, conn: Connection) -> None:
         self._connections.add(conn)
         self.state.connections = len(self._connections)
         self.state.connected = True
@@ -571,7 +352,7 @@ class FirePanelLink:
         self._limited.log("connect", logging.INFO, "fire panel %s: connected (%s)", self.name,
                           conn.label)
 
-    def _lost(self, conn: _Connection, exc: Exception | None) -> None:
+    def _lost(self, conn: Connection, exc: Exception | None) -> None:
         self._connections.discard(conn)
         self.state.connections = len(self._connections)
         self.state.connected = bool(self._connections)
@@ -580,7 +361,7 @@ class FirePanelLink:
         self._limited.log("disconnect", logging.INFO, "fire panel %s: %s disconnected%s",
                           self.name, conn.label, f" ({exc})" if exc else "")
 
-    def _received(self, conn: _Connection, data: bytes) -> None:
+    def _received(self, conn: Connection, data: bytes) -> None:
         conn.recent += data
         try:
             items = conn.decoder.feed(data)
@@ -603,9 +384,9 @@ class FirePanelLink:
             conn.recent_base += excess
 
     def _reply_label(self) -> datetime | None:
-        return _label(self._clock())
+        return time_label(self._clock())
 
-    def _reply(self, conn: _Connection, reply: Frame) -> None:
+    def _reply(self, conn: Connection, reply: Frame) -> None:
         if self._address:
             h = reply.header
             reply = Frame(Header(serial=h.serial, version=h.version, time=h.time,
@@ -613,7 +394,7 @@ class FirePanelLink:
                                  command=h.command))
         conn.send(reply)
 
-    def _frame(self, conn: _Connection, frame: Frame) -> None:
+    def _frame(self, conn: Connection, frame: Frame) -> None:
         now = self._monotonic()
         s = self.state
         s.frames += 1
@@ -647,13 +428,13 @@ class FirePanelLink:
         if wants_ack:  # a resend is ACKed again: our first ACK was evidently lost
             self._ack(conn, frame)
 
-    def _ack(self, conn: _Connection, frame: Frame) -> None:
+    def _ack(self, conn: Connection, frame: Frame) -> None:
         self._reply(conn, ack_for(frame, now=self._reply_label()))
         self.state.acks += 1
 
-    def _rejected(self, conn: _Connection, error: FrameError) -> None:
+    def _rejected(self, conn: Connection, error: FrameError) -> None:
         self._count_error(conn, error)
-        if error.reason not in _CANDIDATE_REASONS:
+        if error.reason not in CANDIDATE_REASONS:
             return
         candidate = conn.rejected_candidate(error)
         if candidate is None or candidate[26] in _NO_REPLY_COMMANDS:
@@ -666,7 +447,7 @@ class FirePanelLink:
         self._reply(conn, nak_for(stub, now=self._reply_label()))
         self.state.naks += 1
 
-    def _count_error(self, conn: _Connection, error: FrameError) -> None:
+    def _count_error(self, conn: Connection, error: FrameError) -> None:
         self.state.errors += 1
         self._limited.log("bad-bytes", logging.WARNING, "fire panel %s: %s: %s", self.name,
                           conn.label, error)

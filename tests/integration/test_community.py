@@ -27,7 +27,8 @@ from drivers.gb26875.codec import (
     ack_for,
     encode_frame,
 )
-from drivers.gb26875.link import Backoff, FirePanelLink
+from drivers.gb26875.link import FirePanelLink
+from drivers.gb26875.session import Backoff
 from drivers.modbus.errors import ModbusError
 from drivers.modbus.poller import PolledDevice, read_once
 from drivers.profile import load_profile

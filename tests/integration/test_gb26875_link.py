@@ -11,7 +11,8 @@ import pytest
 
 from core.measurements import Quantity
 from drivers.gb26875.codec import Command, Frame, checksum, decode_frame
-from drivers.gb26875.link import Backoff, FirePanelLink
+from drivers.gb26875.link import FirePanelLink
+from drivers.gb26875.session import Backoff
 from simulator.pty import SocatPair
 from simulator.services import free_port
 from simulator.uitd import UitdPeer, UitdServer, fire_frame

@@ -12,7 +12,8 @@ from drivers.gb26875.codec import (
     decode_frame,
     encode_frame,
 )
-from drivers.gb26875.link import Backoff, FirePanelLink, ResendFilter
+from drivers.gb26875.link import FirePanelLink
+from drivers.gb26875.session import Backoff, ResendFilter
 from tests.unit.test_gb26875_codec import HAND_BUILT
 
 
