@@ -16,6 +16,8 @@ from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 
+NAME = "fire"
+
 
 @dataclass(frozen=True, slots=True)
 class FlagRule:
@@ -25,7 +27,7 @@ class FlagRule:
 
 
 FLAG_RULES: dict[Quantity, FlagRule] = {
-    Quantity.FIRE: FlagRule("fire", Severity.FIRE, "FIRE"),
+    Quantity.FIRE: FlagRule(NAME, Severity.FIRE, "FIRE"),
     Quantity.SMOKE_FAULT: FlagRule("detector-fault", Severity.WARNING, "detector fault"),
     Quantity.DETECTOR_ALARM: FlagRule("electrical-fire", Severity.CRITICAL,
                                       "electrical fire detector alarm"),
@@ -97,8 +99,8 @@ def _build(site: SiteInfo,
             if d.kind == "fire-panel" or any(d.serves(q) for q in FLAG_RULES)}
 
 
-SPEC = RuleSpec(name="fire", params=FireConfig, build=_build,
+SPEC = RuleSpec(name=NAME, params=FireConfig, build=_build,
                 summary="fire and fault flags from smoke detectors, detectors and fire panels",
-                alarms={"fire": "fire: a detector or panel reports fire; latches until reset",
+                alarms={NAME: "fire: a detector or panel reports fire; latches until reset",
                         "detector-fault": "warning: a detector or panel reports a fault",
                         "electrical-fire": "critical: an electrical fire detector's own alarm"})

@@ -17,7 +17,7 @@ from core.measurements import Quantity, Reading
 from rules.base import DeviceInfo, Rule, RuleSpec, SiteInfo
 from rules.model import Condition, Severity
 
-RULE = "overcurrent"
+NAME = "overcurrent"
 # Poll timestamps jitter by milliseconds: samples spanning on_delay less this count as held, so
 # a 1 s on-delay at 0.5 s polls fires on the third sample, not the fourth.
 ON_DELAY_SLACK = 0.05
@@ -60,7 +60,7 @@ class Overcurrent:
         return _QUANTITIES
 
     def key(self, reading: Reading) -> Hashable:
-        return RULE, reading.device, reading.channel
+        return NAME, reading.device, reading.channel
 
     def step(self, state: OvercurrentState | None,
              reading: Reading) -> tuple[OvercurrentState, list[Condition]]:
@@ -103,7 +103,7 @@ def _condition(reading: Reading, rule: Overcurrent, active: bool) -> Condition:
     pct = 100 * reading.value / rule.rated_current
     verb = "above" if active else "back below"
     return Condition(
-        rule=RULE, device=reading.device, channel=reading.channel, active=active,
+        rule=NAME, device=reading.device, channel=reading.channel, active=active,
         severity=Severity.CRITICAL, ts=reading.ts, value=round(reading.value, 3),
         limit=rule.limit,
         message=f"{reading.channel} current {reading.value:.1f} A ({pct:.0f}% of In "
@@ -121,6 +121,6 @@ def _build(site: SiteInfo,
     return out
 
 
-SPEC = RuleSpec(name=RULE, params=OvercurrentConfig, build=_build,
+SPEC = RuleSpec(name=NAME, params=OvercurrentConfig, build=_build,
                 summary="per-phase current above the breaker rating for on_delay",
-                alarms={RULE: "critical: a phase current above factor x In for on_delay"})
+                alarms={NAME: "critical: a phase current above factor x In for on_delay"})

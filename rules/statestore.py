@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from rules.model import Condition, Severity
 
-RULE = "state-store"
+NAME = "state-store"
 DEVICE = "firewarden"  # the daemon itself, as for ``alarm-flood``
 
 
 def conditions(file: str, *, damaged: bool, message: str, now: float) -> list[Condition]:
     """The conditions to feed the engine for one file's start-up problem."""
-    raised = Condition(rule=RULE, device=DEVICE, channel=file, active=True,
+    raised = Condition(rule=NAME, device=DEVICE, channel=file, active=True,
                        severity=Severity.CRITICAL, ts=now, message=message)
     if not damaged:
         return [raised]
-    return [raised, Condition(rule=RULE, device=DEVICE, channel=file, active=False,
+    return [raised, Condition(rule=NAME, device=DEVICE, channel=file, active=False,
                               severity=Severity.CRITICAL, ts=now,
                               message=f"{message} (a fresh file is in use)")]

@@ -130,3 +130,22 @@ def _cycles() -> list[list[str]]:
 
 def test_no_import_cycles() -> None:
     assert _cycles() == []
+
+
+def test_each_rule_module_is_named_after_its_rule() -> None:
+    """``rules/<name>.py`` implements ``[rules.<name>]``, named once as ``NAME``."""
+    import importlib
+    import pkgutil
+
+    import rules
+
+    specs = 0
+    for info in pkgutil.iter_modules(rules.__path__):
+        module = importlib.import_module(f"rules.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if spec is None:
+            continue
+        specs += 1
+        assert spec.name == info.name, f"rules/{info.name}.py declares rule {spec.name!r}"
+        assert getattr(module, "NAME", None) == spec.name, f"rules/{info.name}.py: NAME"
+    assert specs >= 9
