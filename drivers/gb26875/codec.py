@@ -3,8 +3,9 @@
 Frames: ``decode_frame``/``encode_frame``, ``StreamDecoder`` for byte streams, replies
 (``ack_for``, ``nak_for``, ``heartbeat``), and two renderings: ``frame_to_json`` (nested,
 JSON-able) and ``describe`` (text for people, used by ``firewarden gb26875 decode``).
-The layers live in ``wire`` (errors, time, text, flags), ``tables`` (type codes), ``adu`` (ADU
-bodies) and ``frame`` (header, checksum, stream); this module re-exports them.
+The layers live in ``wire`` (errors, time, text, flags), ``tables`` (type codes), ``objects``
+(information object layouts), ``adu`` (ADU bodies) and ``frame`` (header, checksum, stream);
+this module re-exports them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,23 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from drivers.gb26875.adu import (
-    MAX_ADU,
-    Adu,
+from drivers.gb26875.adu import MAX_ADU, Adu, AduType, decode_adu, encode_adu
+from drivers.gb26875.frame import (
+    MAX_FRAME,
+    Command,
+    Frame,
+    Header,
+    StreamDecoder,
+    ack_for,
+    checksum,
+    command_name,
+    decode_frame,
+    encode_frame,
+    heartbeat,
+    nak_for,
+)
+from drivers.gb26875.objects import (
     AduObject,
-    AduType,
     ClockTime,
     ComponentAnalog,
     ComponentConfig,
@@ -36,22 +49,6 @@ from drivers.gb26875.adu import (
     UitdOperationQuery,
     UitdStatus,
     UitdVersion,
-    decode_adu,
-    encode_adu,
-)
-from drivers.gb26875.frame import (
-    MAX_FRAME,
-    Command,
-    Frame,
-    Header,
-    StreamDecoder,
-    ack_for,
-    checksum,
-    command_name,
-    decode_frame,
-    encode_frame,
-    heartbeat,
-    nak_for,
 )
 from drivers.gb26875.tables import analog_kind, component_type_name, system_type_name
 from drivers.gb26875.wire import (

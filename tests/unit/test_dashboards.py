@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dashboards import generate
+from dashboards.grafana_json import DATASOURCE_UID, SCHEMA_VERSION
 
 ROOT = Path(generate.__file__).resolve().parent
 JSON_DIR = ROOT / "json"
@@ -44,7 +45,7 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def test_committed_json_is_the_generators_output() -> None:
-    """Edit dashboards/generate.py and run ``python -m dashboards.generate``, never the JSON."""
+    """Edit dashboards/boards.py and run ``python -m dashboards.generate``, never the JSON."""
     rendered = generate.render()
     assert sorted(rendered) == sorted(BOARDS), "json/ holds other files than the generator's"
     for name, text in rendered.items():
@@ -63,7 +64,7 @@ def test_the_six_dashboards_are_there() -> None:
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_dashboard_structure(name: str) -> None:
     board = BOARDS[name]
-    assert board["schemaVersion"] == generate.SCHEMA_VERSION >= 36
+    assert board["schemaVersion"] == SCHEMA_VERSION >= 36
     assert board["uid"]
     assert len(board["uid"]) <= 40
     panels = board["panels"]
@@ -102,7 +103,7 @@ def test_every_datasource_is_the_provisioned_one(name: str) -> None:
         assert isinstance(ref, dict), f"datasource by name: {ref!r}"
         if ref["type"] == "grafana":
             continue  # the built-in annotations
-        assert ref == {"type": "influxdb", "uid": generate.DATASOURCE_UID}
+        assert ref == {"type": "influxdb", "uid": DATASOURCE_UID}
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -167,14 +168,14 @@ def test_datasource_provisioning() -> None:
         _check_yaml_text(text)
         assert re.search(r"^apiVersion: 1$", text, re.M)
         active = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-        assert f"    uid: {generate.DATASOURCE_UID}" in active
+        assert f"    uid: {DATASOURCE_UID}" in active
         assert "    type: influxdb" in active
         assert any(line.strip().startswith("url: http") for line in active)
     else:
         doc = yaml.safe_load(text)
         assert doc["apiVersion"] == 1
         (source,) = doc["datasources"]
-        assert source["uid"] == generate.DATASOURCE_UID
+        assert source["uid"] == DATASOURCE_UID
         assert source["type"] == "influxdb"
         assert source["jsonData"]["dbName"] == source["database"] == "firewarden"
     # the 2.x variant is there, commented out, with a token header and the DBRP hint
