@@ -149,3 +149,10 @@ def test_each_rule_module_is_named_after_its_rule() -> None:
         assert spec.name == info.name, f"rules/{info.name}.py declares rule {spec.name!r}"
         assert getattr(module, "NAME", None) == spec.name, f"rules/{info.name}.py: NAME"
     assert specs >= 9
+
+
+def test_no_module_over_500_lines() -> None:
+    """Small modules, one job each (tests and bench are exempt)."""
+    long = {m: n for m, path in MODULES.items() if not m.startswith(("bench", "tests"))
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}
