@@ -219,9 +219,17 @@ def _power(state: CircuitState, reading: Reading,
         return replace(state, recent=(*state.recent, p)[-BASELINE_POLLS:]), out
     top = state.layers[-1]
     if switching and previous is not None and previous - p >= params.step_w:
-        # the lamps went off at dawn: move every layer's baseline down with them
-        shift = p - previous
-        state = replace(state, layers=tuple(replace(la, base=la.base + shift)
+        drop = previous - p
+        lamps = [la for la in state.layers
+                 if la.at_switch and abs(la.level - drop) <= 0.5 * max(la.level, 1.0)]
+        if lamps and lamps[-1] is top:
+            return _follow(state, reading, rule, day, out)  # the lamps' own layer ends
+        if lamps:
+            state, ended = _drop_lower(state, drop, reading, rule)
+            return _follow(state, reading, rule, day, out + ended)
+        # lamps that were on before any layer opened went off at dawn: every layer's
+        # baseline moves down with them
+        state = replace(state, layers=tuple(replace(la, base=la.base - drop)
                                             for la in state.layers))
         return _follow(state, reading, rule, day, out)
     if previous is not None and len(state.layers) < MAX_LAYERS and top.polls >= 3:

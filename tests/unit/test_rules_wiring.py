@@ -362,3 +362,40 @@ def test_a_heater_is_one_alarm_through_its_thermostat_cycles() -> None:
     assert [active for active, _ in seen] == [False, True, False]
     last_on = 8 + 13 * 3 + 8
     assert seen[2][1] >= last_on + PARAMS.resistive_window / MIN
+
+
+def test_lamps_going_off_at_dawn_end_their_own_layer_not_the_charger_on_top() -> None:
+    """Stair lamps on at dusk (their own layer), a charger on top at night; at dawn the lamps'
+    layer closes and the charger keeps its baseline (never below zero, never cleared)."""
+    day = sun_day(SITE, T10)
+    start = day.dusk - 10 * MIN
+    dawn_next = sun_day(SITE, T10 + 86400).dawn
+    polls: list[Poll] = []
+    charge_from, charge_to = day.dusk + 4 * 3600, dawn_next + 2 * 3600
+    k = 0
+    while start + k * MIN < charge_to + 30 * MIN:
+        t = start + k * MIN
+        loads: Poll = [BASE]
+        if day.dusk <= t < dawn_next:
+            loads.append((300.0, 0.95))  # the stair lamps on their photocell
+        if charge_from <= t < charge_to:
+            hours = min((t - charge_from) / 3600, 3.0)  # constant current, then a plateau
+            loads.append((180.0 * (1 + 0.08 * hours), 0.55))
+        polls.append(loads)
+        k += 1
+    rule = circuit()
+    state: CircuitState | None = None
+    events: list[tuple[str, bool, float]] = []
+    for n, loads in enumerate(polls):
+        for reading in readings(start + n * MIN, loads):
+            state, conditions = rule.step(state, reading)
+            events += [(c.rule, c.active, c.ts) for c in conditions
+                       if c.rule == "ebike-charging"]
+            assert state is not None
+            assert all(layer.base >= 0 for layer in state.layers), state.layers
+    raised = [(active, ts) for _, active, ts in events if active]
+    assert len(raised) == 1
+    assert charge_from < raised[0][1] < charge_from + 50 * MIN
+    cleared = [ts for _, active, ts in events if not active and ts > raised[0][1]]
+    assert cleared
+    assert cleared[0] >= charge_to  # cleared when the charger stops, not at dawn
