@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +45,9 @@ from rules.lighting import LightingConfig
 from rules.model import EventKind
 from rules.wiring_config import WiringConfig
 
-POLL = 60.0
+# The daemon's default poll; CORPUS_POLL=15 asks what faster polling would see (the result
+# goes to corpus_poll15.json, not corpus.json).
+POLL = float(os.environ.get("CORPUS_POLL", "60"))
 DAYS = 14.0
 BUILDINGS = 4
 SEEDS = (1, 2, 3)
@@ -311,9 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["sweep"] = points
     report["runtime_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "corpus.json").write_text(json.dumps(report, indent=2, ensure_ascii=False,
+    name = "corpus.json" if POLL == 60 else f"corpus_poll{POLL:g}.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2, ensure_ascii=False,
                                                     default=str) + "\n", encoding="utf-8")
-    print(f"runtime {report['runtime_s']} s; wrote {RESULTS / 'corpus.json'}")
+    print(f"runtime {report['runtime_s']} s; wrote {RESULTS / name}")
     held = report["families"].get("holdout")
     return 0 if held is None or all(t["met"] for t in held["targets"]) else 1
 

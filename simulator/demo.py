@@ -28,6 +28,7 @@ import aiomqtt
 
 from simulator.community.cli import describe
 from simulator.community.daemon_config import daemon_config
+from simulator.community.explain import RaisedAlarm, cause_of, explain, unalarmed
 from simulator.community.runner import CommunityRunner, TimelineEntry, UitdMode
 from simulator.community.scenario import Scenario, load_scenario
 from simulator.community.timeparse import format_duration, local_clock
@@ -48,24 +49,16 @@ def demo_poll(compression: float) -> str:
 
 @dataclass
 class Watch:
-    """What the demo has seen: when each event started (wall clock) and which alarms came."""
+    """What the demo has seen: when each event started and every alarm raised."""
 
     scenario: Scenario
     truth: Sequence[TruthRecord]
-    started: dict[str, float] = field(default_factory=dict)  # truth id -> time.time()
-    alarmed: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (alarm, delay)
+    started: set[str] = field(default_factory=set)  # truth ids
+    raised: list[RaisedAlarm] = field(default_factory=list)
     sim_time: Callable[[], float] = time.time
 
     def clock(self) -> str:
         return local_clock(self.sim_time(), self.scenario.zone)
-
-    def cause(self, device: str) -> TruthRecord | None:
-        """The most recent started event that touched ``device``."""
-        for record in sorted(self.truth, key=lambda r: -r.start):
-            touched = {p.device for p in record.points} | {record.target}
-            if record.id in self.started and device in touched:
-                return record
-        return None
 
 
 def run_demo(*, var: Path, scenario: str = "evening", compression: float | None = None,
@@ -152,7 +145,7 @@ def _printer(watch: Watch) -> Callable[[TimelineEntry], None]:
     def show(entry: TimelineEntry) -> None:
         e = entry.event
         if entry.phase == "start":
-            watch.started[e.id] = time.time()
+            watch.started.add(e.id)
         text = describe(e) if entry.phase == "start" else e.kind
         print(f"{local_clock(entry.sim_time, watch.scenario.zone)}  scenario {entry.phase:5} "
               f"{text} on {e.target}", flush=True)
@@ -179,13 +172,15 @@ async def _print_events(client: aiomqtt.Client, watch: Watch, conf: Path) -> Non
     async for message in client.messages:
         event = json.loads(bytes(message.payload).decode())
         note = ""
-        cause = watch.cause(str(event["device"]))
-        if event["event"] == "raised" and cause is not None:
-            delay = time.time() - watch.started[cause.id]
-            watch.alarmed.setdefault(cause.id, (str(event["alarm_id"]), delay))
-            sim = delay * watch.scenario.compression
-            after = f"{sim / 60:.0f} min simulated, " if sim >= 120 else ""
-            note = f"  ({after}{delay:.2f} s real after the {cause.label} began)"
+        if event["event"] == "raised":
+            at = event.get("ts")
+            alarm = RaisedAlarm(str(event["alarm_id"]), str(event["device"]),
+                                float(at) if isinstance(at, int | float) else watch.sim_time())
+            watch.raised.append(alarm)
+            cause = cause_of(alarm, watch.truth)
+            note = (f"  ({_after(alarm.at - cause.start, watch.scenario)} after the "
+                    f"{cause.label} began)" if cause else "  (UNEXPLAINED: no scenario event "
+                    "caused it)")
         where = ", ".join(f"{k} {event[k]}" for k in ("building", "floor", "area", "box",
                                                         "circuit") if event.get(k))
         print(f"{watch.clock()}  ALARM {event['event']:<12} [{event['severity']}] "
@@ -197,19 +192,37 @@ async def _print_events(client: aiomqtt.Client, watch: Watch, conf: Path) -> Non
                   f"firewarden alarms -c {conf} list)", flush=True)
 
 
-def _summary(watch: Watch) -> None:
-    if not watch.truth:
-        return
-    print("\nwhat happened and what firewarden said:")
-    for record in watch.truth:
-        if record.id not in watch.started:
-            continue
-        said = watch.alarmed.get(record.id)
-        sim = said[1] * watch.scenario.compression if said else 0.0
-        verdict = (f"{said[0]} after {sim / 60:.0f} min ({said[1]:.1f} s real)" if said
-                   and sim >= 120 else f"{said[0]} after {said[1]:.2f} s" if said
-                   else "no alarm")
-        print(f"  {record.start_local[11:16]} {record.label:<22} {record.target:<18} {verdict}")
+def _after(simulated: float, scenario: Scenario) -> str:
+    """A delay on the scenario's clock, with its real duration when that differs."""
+    real = simulated / scenario.compression
+    if simulated >= 120:
+        return f"{simulated / 60:.0f} min simulated, {real:.1f} s real"
+    return f"{real:.2f} s real"
+
+
+def _summary(watch: Watch) -> int:
+    """Print every alarm raised with the event behind it (or UNEXPLAINED) and the events that
+    got none; the number of unexplained alarms is returned."""
+    verdicts = explain(watch.raised, watch.truth)
+    print("\nwhat firewarden said, and why:")
+    for v in verdicts:
+        when = local_clock(v.alarm.at, watch.scenario.zone)[-8:-3]
+        why = (f"{v.cause.label} on {v.cause.target} at {v.cause.start_local[11:16]}, "
+               f"{_after(v.delay, watch.scenario)} after it began" if v.cause
+               else "UNEXPLAINED: no scenario event on this device could cause it")
+        print(f"  {when} {v.alarm.alarm_id:<40} {why}")
+    if not verdicts:
+        print("  (no alarm)")
+    missed = unalarmed([r for r in watch.truth if r.id in watch.started], verdicts,
+                       watch.sim_time())
+    print("events that got no alarm:" if missed else "every event got an alarm.")
+    for r in missed:
+        print(f"  {r.start_local[11:16]} {r.label:<22} {r.target}")
+    unexplained = sum(v.cause is None for v in verdicts)
+    print(f"{len(verdicts)} alarms raised, {len(verdicts) - unexplained} explained by an event, "
+          f"{unexplained} unexplained; {len(watch.started) - len(missed)} of "
+          f"{len(watch.started)} events alarmed")
+    return unexplained
 
 
 async def _watch_daemon(daemon: subprocess.Popen[bytes], log: Path, stop: asyncio.Event) -> None:

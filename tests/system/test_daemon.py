@@ -151,8 +151,11 @@ def test_demo_plays_a_scenario_and_alarms_each_event(tmp_path: Path) -> None:
         ("warning", "detector-fault:b1-fire-panel:1-2-7"),
         ("fire", "fire:b1-fire-panel:1-3-12")}, out.stdout
     assert all(float(delay) < 2.0 for severity, _, delay, _ in raised if severity == "fire")
-    summary = out.stdout[out.stdout.index("what happened and what firewarden said"):]
-    assert "no alarm" not in summary, summary
+    summary = out.stdout[out.stdout.index("what firewarden said, and why"):]
+    assert "UNEXPLAINED" not in out.stdout, summary
+    assert "every event got an alarm." in summary, summary
+    assert re.search(r"(\d+) alarms raised, \1 explained by an event, 0 unexplained; "
+                     r"3 of 3 events alarmed", summary), summary
     assert "mosquitto_sub -p" in out.stdout
     port = re.search(r"influxdb\s+127\.0\.0\.1:(\d+)", out.stdout)
     assert port, out.stdout
@@ -165,6 +168,29 @@ def test_demo_plays_a_scenario_and_alarms_each_event(tmp_path: Path) -> None:
     with InfluxDB(workdir=tmp_path / "var" / "influxd") as influx:
         rows = influx.query("firewarden", "SELECT * FROM smoke WHERE fire = 1")
     assert {r["device"] for r in rows} == {"b1-fire-panel", "b1-smoke2"}
+
+
+def test_demo_evening_explains_every_alarm(tmp_path: Path) -> None:
+    """`make demo`'s own scenario (the evening, here at twice its compression): every alarm
+    raised is matched to the scenario event behind it (none unexplained: no comms-stale or
+    flood from the compressed clock), and every event gets an alarm."""
+    out = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "demo", "--var", str(tmp_path / "var"),
+         "--compression", "240"],
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = out.stdout[out.stdout.index("what firewarden said, and why"):]
+    assert "UNEXPLAINED" not in out.stdout, summary
+    assert not re.search(r"ALARM raised\s+\S+ (comms|comms-stale|alarm-flood):", out.stdout)
+    counts = re.search(r"(\d+) alarms raised, (\d+) explained by an event, 0 unexplained; "
+                       r"(\d+) of (\d+) events alarmed", summary)
+    assert counts, summary
+    raised, explained, alarmed, events = map(int, counts.groups())
+    assert raised == explained >= events == alarmed == 5, summary
+    fire = re.findall(r"ALARM raised\s+\[fire\] \S+ .*\((\d+\.\d+) s real after the fire",
+                      out.stdout)
+    assert len(fire) == 2, out.stdout
+    assert all(float(d) < 2.0 for d in fire), out.stdout
 
 
 async def test_read_prints_every_quantity(tmp_path: Path, mosquitto: Mosquitto,
