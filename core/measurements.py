@@ -49,6 +49,9 @@ class Quantity(StrEnum):
     RELAY = "relay"
     LAMP_CURRENT = "lamp_current"
     LUX = "lux"
+    WATER_PRESSURE = "water_pressure"
+    WATER_LEVEL = "water_level"
+    LOOP_CURRENT = "loop_current"
     ONLINE = "online"
     LATENCY = "latency"
     ERRORS = "errors"
@@ -93,6 +96,11 @@ QUANTITIES: dict[Quantity, QuantitySpec] = {
     Quantity.RELAY: _q("", "lighting", "commanded_on", "relay state (1 = on)"),
     Quantity.LAMP_CURRENT: _q("A", "lighting", "current_a", "lamp circuit current"),
     Quantity.LUX: _q("lx", "lighting", "lux", "ambient illuminance"),
+    Quantity.WATER_PRESSURE: _q("MPa", "firewater", "pressure_mpa",
+                                "fire-water main pressure (gauge)"),
+    Quantity.WATER_LEVEL: _q("m", "firewater", "level_m", "fire-water tank or pool level"),
+    Quantity.LOOP_CURRENT: _q("mA", "firewater", "loop_ma",
+                              "4-20 mA transmitter loop current (NAMUR NE43 fault limits)"),
     Quantity.ONLINE: _q("", "device_health", "online", "device answered its last poll"),
     Quantity.LATENCY: _q("ms", "device_health", "latency_ms", "poll round-trip time"),
     Quantity.ERRORS: _q("", "device_health", "errors", "failed polls since start"),
@@ -126,6 +134,12 @@ PLAUSIBLE: dict[Quantity, tuple[float, float]] = {
     Quantity.BATTERY: (0.0, 100.0),
     Quantity.LAMP_CURRENT: (0.0, 1_000.0),
     Quantity.LUX: (0.0, 200_000.0),  # full sun is ~120 klx
+    # gauge pressure: full vacuum to well above GB 50974's 2.4 MPa system limit; a 4-20 mA
+    # loop that broke reads about -0.4 MPa on a 0-1.6 MPa span: implausible, and the loop
+    # current (below) says why
+    Quantity.WATER_PRESSURE: (-0.1, 10.0),
+    Quantity.WATER_LEVEL: (-0.5, 50.0),  # m; a little below 0 is a transmitter near 4 mA
+    Quantity.LOOP_CURRENT: (0.0, 25.0),  # mA; 0 = open loop, >22 = short (a fault, not noise)
 }
 
 

@@ -111,6 +111,9 @@ RANGES: dict[Quantity, tuple[float, float]] = {
     Quantity.RELAY: (0.0, 1.0),
     Quantity.LAMP_CURRENT: (0.0, 100.0),
     Quantity.LUX: (0.0, 200_000.0),
+    Quantity.WATER_PRESSURE: (0.0, 2.4),  # GB 50974: systems above 2.4 MPa are zoned
+    Quantity.WATER_LEVEL: (0.0, 30.0),
+    Quantity.LOOP_CURRENT: (3.8, 20.5),  # a live 4-20 mA loop (NAMUR NE43)
 }
 # bit words hold any pattern; like single bits they confirm little beyond "it was readable"
 _WEAK = frozenset({Quantity.DETECTOR_ALARM, Quantity.DETECTOR_FAULT})

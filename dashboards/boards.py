@@ -223,7 +223,8 @@ def smoke() -> Dashboard:
     states = (value_map((0, "normal", "green"), (1, "fault", "orange"), (2, "FIRE", "red"),
                         (3, "FIRE + fault", "red")),)
     return Dashboard("firewarden-fire", "firewarden · Smoke and fire",
-                     "Where is there smoke or fire, and which detectors need service?", (
+                     "Where is there smoke or fire, which detectors need service, and is "
+                     "there water for the hydrants?", (
         row(9,
             table("Detectors now",
                   'SELECT last("fire") AS "fire", last("fault") AS "fault", '
@@ -267,6 +268,28 @@ def smoke() -> Dashboard:
                    "fill(null)", "$tag_device", "percent", base="red",
                    thresholds=(("green", 20),), threshold_style="dashed",
                    defaults={"min": 0, "max": 100})),
+        # fire water: the hydrant main's pressure and the tank's level (rules/firewater.py)
+        row(8,
+            series("Fire-water pressure",
+                   f'SELECT min("pressure_mpa") FROM "firewater" WHERE {where} {EVERY}, '
+                   '"device" fill(null)', "$tag_device", "suffix: MPa", base="red",
+                   thresholds=(("green", 0.07),), threshold_style="dashed",
+                   description="GB 50974-2014 §5.2.2: at least 0.07 MPa at the most "
+                               "unfavourable hydrant of a residential building (0.10 MPa for "
+                               "class-1 high-rise public buildings); a dip that recovers is "
+                               "a pump start.", width=8),
+            series("Fire-water tank level",
+                   f'SELECT min("level_m") FROM "firewater" WHERE {where} {EVERY}, "device" '
+                   "fill(null)", "$tag_device", "lengthm", width=8),
+            series("Transmitter loop current",
+                   f'SELECT last("loop_ma") FROM "firewater" WHERE {where} {EVERY}, "device", '
+                   '"channel" fill(null)', "$tag_device ch $tag_channel", "mamp",
+                   base="red", thresholds=(("green", 3.8), ("red", 20.5)),
+                   threshold_style="dashed",
+                   description="NAMUR NE43: 3.8-20.5 mA is a measurement; outside it the "
+                               "transmitter or its loop failed.", width=8)),
+        row(8,
+            table("Fire-water alarms and pump starts", transitions("^firewater-"), width=24)),
     ))
 
 

@@ -146,6 +146,9 @@ class Workarounds(BaseModel):
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125  # smaller read limit than the spec
     max_bits: Annotated[int, Field(ge=1, le=2000)] = 2000
     close_on_error: bool = False  # gateways that need a fresh TCP connection after an error
+    # 32-bit values the device refuses to split: register reads must start at an even address
+    # and span an even count (a single-register read excepted), e.g. Eastron meters
+    register_pairs: bool = False
 
 
 class ProfileInfo(BaseModel):

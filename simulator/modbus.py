@@ -2,7 +2,10 @@
 
 Each ``SimulatedDevice`` answers with the register map of its profile and holds engineering
 values per point; ``set`` encodes into the datastore at once, so values can change while the
-server runs. Reads that span a profile's holes get "illegal data address", like the device.
+server runs. Reads that span a profile's holes get "illegal data address", like the device; so do
+reads that split a 32-bit value on a ``register_pairs`` device; reads longer than the profile's
+``max_registers``/``max_bits`` get "illegal data value": the simulator refuses what the real
+device refuses, so a request plan the device would reject fails in tests too.
 Tests can also make a device answer "busy" (``busy_next``) or fail (``fail``), or answer like a
 TCP gateway whose serial device is silent (``no_response``). ``on_read``, when set, runs before
 every client read, so values can be computed when they are read (``bench.corpus_serve``).
@@ -39,7 +42,15 @@ from drivers.modbus.decode import (
     encode_point,
     merge_bit,
 )
-from drivers.profile import DataType, Hole, Point, Profile, RegisterType, load_profile
+from drivers.profile import (
+    DataType,
+    Hole,
+    Point,
+    Profile,
+    RegisterType,
+    Workarounds,
+    load_profile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,9 @@ DEFAULTS: dict[Quantity, float] = {
     Quantity.RELAY: 0.0,
     Quantity.LAMP_CURRENT: 0.5,
     Quantity.LUX: 200.0,
+    Quantity.WATER_PRESSURE: 0.30,  # MPa at a pump-room transmitter, stabilised
+    Quantity.WATER_LEVEL: 3.0,  # m in the tank
+    Quantity.LOOP_CURRENT: 12.0,  # mA: mid-span (the engineering point on it usually wins)
 }
 _PHASE_SUMS = {Quantity.POWER, Quantity.APPARENT_POWER, Quantity.REACTIVE_POWER}
 
@@ -87,12 +101,33 @@ def _block(values: list[int] | list[bool]) -> ModbusSequentialDataBlock:
     return ModbusSequentialDataBlock(0, values)  # type: ignore[no-untyped-call]
 
 
+def refusal(table: RegisterType, address: int, count: int, holes: Sequence[Hole],
+            limits: Workarounds) -> ExcCodes | None:
+    """The exception a device with these holes and limits answers a read with, or None (pure).
+
+    Longer than the device's limit: 3 ILLEGAL DATA VALUE (Modbus's answer to a bad quantity;
+    Eastron's manual says only "an exception"); over a hole, or half of a 32-bit value on a
+    ``register_pairs`` device: 2 ILLEGAL DATA ADDRESS (Eastron §3.11: "an attempt to read ...
+    part of a floating point value").
+    """
+    if count > (limits.max_bits if table.is_bit else limits.max_registers):
+        return ExcCodes.ILLEGAL_VALUE
+    end = address + count
+    if any(h.table is table and h.start < end and address <= h.end for h in holes):
+        return ExcCodes.ILLEGAL_ADDRESS
+    if limits.register_pairs and not table.is_bit and count > 1 and (address % 2 or count % 2):
+        return ExcCodes.ILLEGAL_ADDRESS
+    return None
+
+
 class _DeviceContext(ModbusDeviceContext):
     """A device context that refuses reads over holes and can play busy or broken."""
 
-    def __init__(self, holes: Sequence[Hole], **blocks: Any) -> None:
+    def __init__(self, holes: Sequence[Hole], limits: Workarounds | None = None,
+                 **blocks: Any) -> None:
         super().__init__(**blocks)
         self.holes = tuple(holes)
+        self.limits = limits or Workarounds()
         self.busy_next = 0
         self.fail = False
         self.no_response = False
@@ -111,10 +146,9 @@ class _DeviceContext(ModbusDeviceContext):
                 return ExcCodes.DEVICE_BUSY
             table = {1: RegisterType.COIL, 2: RegisterType.DISCRETE,
                      3: RegisterType.HOLDING, 4: RegisterType.INPUT}[func_code]
-            end = address + count
-            if any(h.table is table and h.start < end and address <= h.end
-                   for h in self.holes):
-                return ExcCodes.ILLEGAL_ADDRESS
+            refused = refusal(table, address, count, self.holes, self.limits)
+            if refused is not None:
+                return refused
         return super().getValues(func_code, address, count)
 
 
@@ -134,8 +168,14 @@ class SimulatedDevice:
             for key, table in (("co", RegisterType.COIL), ("di", RegisterType.DISCRETE),
                                ("hr", RegisterType.HOLDING), ("ir", RegisterType.INPUT))
         }
-        self.context = _DeviceContext(profile.holes, **blocks)
+        self.context = _DeviceContext(profile.holes, profile.workarounds, **blocks)
         self._points = {point.key: point for point in profile.points}
+        self._aliases: dict[str, tuple[Point, ...]] = {
+            p.key: tuple(o for o in profile.points if o is not p and o.table is p.table
+                         and o.address < p.address + p.width and p.address < o.address + o.width
+                         and not p.table.is_bit and p.type is not DataType.BITS
+                         and o.type is not DataType.BITS)
+            for p in profile.points}
         self._values: dict[str, float] = {}
         for point in profile.points:
             self._write(point, default_value(point))
@@ -241,6 +281,10 @@ class SimulatedDevice:
         else:
             store.setValues(self.context, fc, point.address, encode_point(point, value))
         self._values[point.key] = value
+        # points that read the same registers another way (a 4-20 mA loop's raw current and
+        # its engineering value) now hold what those registers decode to
+        for other in self._aliases.get(point.key, ()):
+            self._values[other.key] = self.read_back(other.quantity.value, other.channel)
 
 
 class ModbusTcpSimulator:

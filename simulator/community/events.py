@@ -14,6 +14,8 @@ leakage-creep   a residual-current detector      residual mA ramps up to ``to_ma
 cable-heating   a residual-current detector      a temperature channel ramps to ``to_c``
 smoke-fire      a smoke detector or fire panel   Modbus fire bit (detector) + UITD fire frame
 detector-fault  smoke detector, panel, detector  fault bit / UITD fault frame / probe fault
+valve-closed    a fire-water converter           main pressure falls to ``to_mpa`` and stays
+main-leak       a fire-water converter           main pressure declines to ``to_mpa`` over ``ramp``
 device-silent   any Modbus device                no answer at all (the poll times out)
 device-garbage  any Modbus device                random registers, exceptions or "busy"
 =============== ================================ ===========================================
@@ -29,7 +31,8 @@ from typing import Literal
 from core.durations import parse_duration
 
 ParamType = Literal["number", "int", "duration", "choice"]
-Target = Literal["circuit", "incomer", "detector", "smoke", "lighting", "panel", "device"]
+Target = Literal["circuit", "incomer", "detector", "smoke", "lighting", "panel", "firewater",
+                 "device"]
 ParamValue = float | int | str
 
 
@@ -120,6 +123,17 @@ KINDS: dict[str, Kind] = {
         **_COMPONENT,
         "probe": Param("int", 0, 0, 4),  # detector target: 0 residual sensor, 1-4 temperature
     }, 1800.0, "detector-fault"),
+    # a valve on the main closed by mistake (after maintenance): the pressure falls within a
+    # minute and stays down; no pump start brings it back
+    "valve-closed": Kind(("firewater",), {
+        "to_mpa": Param("number", 0.04, 0.0, 1.6),
+        "ramp": Param("duration", 40.0, 0, 3600),
+    }, None, "firewater-pressure-low"),
+    # a leaking main (a cracked pipe, a hydrant left dripping): a slow decline
+    "main-leak": Kind(("firewater",), {
+        "to_mpa": Param("number", 0.05, 0.0, 1.6),
+        "ramp": Param("duration", 3 * 3600.0, 60, 30 * 86400),
+    }, None, "firewater-pressure-low"),
     "device-silent": Kind(("device",), {}, 600.0, "comms-loss"),
     "device-garbage": Kind(("device",), {
         "mode": Param("choice", "random", choices=("random", "exception", "busy")),

@@ -32,6 +32,7 @@ from simulator.community.events import (
     ebike_watts,
     progress,
 )
+from simulator.community.plant import firewater_values, pump_meter_values
 from simulator.community.scenario import Scenario
 from simulator.community.topology import (
     PHASES,
@@ -242,6 +243,12 @@ class CommunityModel:
                 out[s.name] = self._smoke(s, now, skip)
         if devices is None or b.lighting.name in devices:
             out[b.lighting.name] = self._lighting(b.lighting, now, skip)
+        fw = b.firewater
+        if fw is not None and (devices is None or fw.name in devices):
+            out[fw.name] = firewater_values(self, fw, now.t, skip)
+        meter = b.pump_meter
+        if meter is not None and (devices is None or meter.name in devices):
+            out[meter.name] = pump_meter_values(self, meter, now.t)
 
     def _voltages(self, box: Box, now: _Time) -> tuple[float, float, float]:
         sag = 4.0 * now.shape  # the evening peak pulls the voltage down a little

@@ -189,6 +189,10 @@ def target_classes(community: Community) -> dict[str, tuple[Target, ...]]:
             out[s.name] = ("smoke", "device")
         out[b.lighting.name] = ("lighting", "device")
         out[b.panel.name] = ("panel",)
+        if b.firewater is not None:
+            out[b.firewater.name] = ("firewater", "device")
+        if b.pump_meter is not None:
+            out[b.pump_meter.name] = ("device",)
     return out
 
 

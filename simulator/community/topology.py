@@ -5,9 +5,12 @@ Naming is fixed so scenarios, truth files and daemon configs agree without looku
 ``b12-box1-sockets``, ``b12-box1-stair``, ``b12-box1-public`` (one per role); its
 residual-current/temperature detector is ``b12-box1-rc``; the building has Modbus smoke
 detectors ``b12-smoke1``..., one lighting controller ``b12-lights`` and a fire panel
-``b12-fire-panel`` (a UITD). Every Modbus device of a building sits behind one TCP gateway
+``b12-fire-panel`` (a UITD); optionally (``firewater = true``) a fire-water converter
+``b12-firewater`` with a pressure transmitter on the main (channel 1) and a level transmitter in
+the roof tank (channel 2), and (``chint_meter = true``) a CHINT DDSU666 ``b12-pump-meter``
+metering the fire-pump room. Every Modbus device of a building sits behind one TCP gateway
 (bus ``b12-gw``), unit ids 1..N in the order boxes (incomer, sub-circuits, detector), smoke
-detectors, lighting controller.
+detectors, lighting controller, fire-water converter, pump-room meter.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.profile import load_profile
+from simulator.community.plant import FireWater, PumpMeter
 
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
@@ -126,6 +130,8 @@ class Building:
     smoke: tuple[SmokeDetector, ...]
     lighting: Lighting
     panel: Panel
+    firewater: FireWater | None = None
+    pump_meter: PumpMeter | None = None
 
     @property
     def bus(self) -> str:
@@ -189,6 +195,13 @@ class Community:
                               floor=s.floor) for s in b.smoke)
             out.append(Device(b.lighting.name, b.id, b.bus, b.lighting.unit,
                               "lighting-controller", "lighting", area="dark-areas"))
+            if b.firewater is not None:
+                out.append(Device(b.firewater.name, b.id, b.bus, b.firewater.unit,
+                                  "firewater-transmitter", "other", area="pump-room"))
+            if b.pump_meter is not None:
+                out.append(Device(b.pump_meter.name, b.id, b.bus, b.pump_meter.unit,
+                                  "chint-ddsu666", "other", circuit="fire-pump-room",
+                                  area="pump-room"))
         return out
 
     def building(self, building_id: str) -> Building:
@@ -205,6 +218,8 @@ DEFAULTS: dict[str, Any] = {
     "lamps_per_channel": 2,
     "lamp_current": 0.18,
     "lux_sensor": True,
+    "firewater": False,  # a fire-water pressure + tank level converter (firewater-transmitter)
+    "chint_meter": False,  # a CHINT DDSU666 on the fire-pump room (chint-ddsu666)
 }
 _SITE_KEYS = {"site", "name", "latitude", "longitude", "timezone", "buildings",
               "boxes_per_building", "residual_alarm_ma", "temperature_alarm_c"}
@@ -316,7 +331,10 @@ def _building(index: int, spec: Mapping[str, Any], defaults: Mapping[str, Any],
     lux = opt["lux_sensor"]
     if not isinstance(lux, bool):
         err("lux_sensor", f"must be true or false (got {lux!r})")
-    if boxes * (len(roles) + 2) + smokes + 1 > 247:
+    for flag in ("firewater", "chint_meter"):
+        if not isinstance(opt[flag], bool):
+            err(flag, f"must be true or false (got {opt[flag]!r})")
+    if boxes * (len(roles) + 2) + smokes + 3 > 247:
         err("boxes", "too many devices for one gateway (247 unit ids)")
     if len(errors) > start:
         return None
@@ -346,8 +364,15 @@ def _building(index: int, spec: Mapping[str, Any], defaults: Mapping[str, Any],
     lighting = Lighting(name=f"{name}-lights", building=bid, unit=unit, lamps=lamps,
                         lamp_current=lamp_current, lux_sensor=bool(lux))
     panel = Panel(name=f"{name}-fire-panel", building=bid, address=0x100000 + index + 1)
+    firewater = pump_meter = None
+    if opt["firewater"] is True:
+        unit += 1
+        firewater = FireWater(name=f"{name}-firewater", building=bid, unit=unit)
+    if opt["chint_meter"] is True:
+        unit += 1
+        pump_meter = PumpMeter(name=f"{name}-pump-meter", building=bid, unit=unit)
     return Building(id=bid, name=name, boxes=tuple(box_list), smoke=tuple(smoke),
-                    lighting=lighting, panel=panel)
+                    lighting=lighting, panel=panel, firewater=firewater, pump_meter=pump_meter)
 
 
 def _int(value: object, lo: int, hi: int, field: str,
@@ -368,7 +393,8 @@ class _ProfileKeys(Mapping[str, tuple[tuple[str, str | None], ...]]):
     """``NAMES_BY_PROFILE[profile]``: the keys of a profile, loaded on first use."""
 
     _NAMES = ("eastron-sdm630", "eastron-sdm120", "residual-current-temperature",
-              "modbus-smoke-detector", "lighting-controller")
+              "modbus-smoke-detector", "lighting-controller", "firewater-transmitter",
+              "chint-ddsu666")
 
     def __getitem__(self, key: str) -> tuple[tuple[str, str | None], ...]:
         if key not in self._NAMES:
@@ -418,6 +444,7 @@ class Location:
     smoke_obj: SmokeDetector | None = None
     lighting_obj: Lighting | None = None
     panel_obj: Panel | None = None
+    firewater_obj: FireWater | None = None
 
     def panel_target(self, params: Mapping[str, object]) -> PanelTarget:
         """The panel component a fire/fault event on this target reports."""
@@ -442,6 +469,11 @@ def locate(community: Community, name: str) -> Location:
             return Location(name, b.id, panel_obj=b.panel)
         if name == b.lighting.name:
             return Location(name, b.id, profile="lighting-controller", lighting_obj=b.lighting)
+        if b.firewater is not None and name == b.firewater.name:
+            return Location(name, b.id, profile="firewater-transmitter",
+                            firewater_obj=b.firewater)
+        if b.pump_meter is not None and name == b.pump_meter.name:
+            return Location(name, b.id, circuit="fire-pump-room", profile="chint-ddsu666")
         for s in b.smoke:
             if name == s.name:
                 return Location(name, b.id, profile="modbus-smoke-detector", smoke_obj=s)

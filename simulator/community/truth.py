@@ -162,6 +162,9 @@ def _effect(community: Community, e: Event, where: Location) -> \
         return ch, {"to_c": float(p["to_c"]), "ramp_s": float(p["ramp"]) or e.end - e.start,
                     "alarm_c": community.temperature_alarm_c}, \
             [TruthPoint(e.target, "temperature", ch), TruthPoint(e.target, "detector_alarm")]
+    if e.kind in ("valve-closed", "main-leak"):
+        return "1", {"to_mpa": float(p["to_mpa"]), "ramp_s": float(p["ramp"])}, \
+            [TruthPoint(e.target, "water_pressure", "1")]
     if e.kind in ("smoke-fire", "detector-fault"):
         if where.detector_obj is not None:  # a residual-current detector's own probe fault
             probe = int(p["probe"])

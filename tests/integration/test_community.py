@@ -87,7 +87,7 @@ async def test_served_values_match_the_truth() -> None:
         for record in truth:
             event = next(e for e in scenario.events if e.id == record.id)
             point = next(p for p in record.points if p.quantity in (
-                "power", "lamp_current", "residual_current", "fire"))
+                "power", "lamp_current", "residual_current", "fire", "water_pressure"))
             key = (point.quantity, point.channel)
             middle = min(record.start + 1800, (record.start + record.end) / 2)
             for t, inside in ((record.start - 300, False), (middle, True),
@@ -116,6 +116,9 @@ async def test_served_values_match_the_truth() -> None:
                     assert served == 1.0
                 elif record.kind == "leakage-creep":
                     assert delta > 50  # a third of the way up the ramp
+                elif record.kind in ("valve-closed", "main-leak"):  # a leak 30 min in: -0.06
+                    assert delta < -0.03, record.id
+                    assert served == pytest.approx(expected, abs=2e-4)  # µA resolution
 
 
 async def test_ebike_window_is_visible_without_the_model() -> None:

@@ -360,7 +360,12 @@ def test_overrides_clip_events() -> None:
 def test_truth_labels_every_event() -> None:
     """One record per event, labelled and located, with real offsets and affected points."""
     truth = {r.kind: r for r in ground_truth(EVENING)}
-    assert set(truth) == {"lamp-failure", "ebike", "leakage-creep", "heater", "smoke-fire"}
+    assert set(truth) == {"lamp-failure", "ebike", "leakage-creep", "heater", "smoke-fire",
+                          "main-leak", "valve-closed"}
+    leak = truth["main-leak"]
+    assert (leak.target, leak.label, leak.channel) == ("b14-firewater", "firewater-pressure-low",
+                                                       "1")
+    assert leak.effect == {"to_mpa": 0.05, "ramp_s": 7200.0}
     bike = truth["ebike"]
     assert (bike.target, bike.building, bike.box, bike.circuit, bike.channel) == \
         ("b12-box1-stair", "12", "1", "stair", "L2")
@@ -378,6 +383,40 @@ def test_truth_labels_every_event() -> None:
     assert fire.channel == "1-1-2"
     assert {(p.device, p.quantity) for p in fire.points} == {("b13-smoke2", "fire"),
                                                              ("b13-fire-panel", "fire")}
+
+
+def test_firewater_events_pull_the_pressure_down() -> None:
+    """A leaking main declines slowly and stays above 0.07 MPa for its first hour; a closed
+    valve drops within a minute and stays down; the tank level and the loop currents follow."""
+    model = CommunityModel(EVENING)
+    leak = next(e for e in EVENING.events if e.kind == "main-leak")
+    valve = next(e for e in EVENING.events if e.kind == "valve-closed")
+
+    def pressure(name: str, t: float) -> float:
+        return model.sample(t, [name])[name][("water_pressure", "1")]
+
+    before = pressure("b14-firewater", leak.start - 60)
+    assert 0.28 <= before <= 0.32
+    hour = pressure("b14-firewater", leak.start + 3600)
+    assert 0.07 < hour < before - 0.08  # declining, not yet low
+    assert pressure("b14-firewater", leak.start + 2 * 3600 + 60) == pytest.approx(0.05)
+    assert pressure("b12-firewater", valve.start + 60) == pytest.approx(0.04)
+    assert pressure("b12-firewater", valve.start + 3600) == pytest.approx(0.04)
+    served = model.sample(valve.start + 60, ["b12-firewater"])["b12-firewater"]
+    assert served[("loop_current", "1")] == pytest.approx(4.4, abs=0.01)
+    assert 2.9 < served[("water_level", "2")] < 3.1
+
+
+def test_demo_community_has_firewater_and_a_chint_meter() -> None:
+    """The demo's community polls two fire-water converters and one CHINT DDSU666."""
+    devices = {d.name: d for d in EVENING.community.devices()}
+    assert devices["b12-firewater"].profile == "firewater-transmitter"
+    assert devices["b14-firewater"].profile == "firewater-transmitter"
+    assert [d.name for d in devices.values() if d.profile.startswith("chint-")] == \
+        ["b13-pump-meter"]
+    meter = CommunityModel(EVENING).sample(EVENING.start, ["b13-pump-meter"])["b13-pump-meter"]
+    assert 150 < meter[("power", "L1")] < 210
+    assert meter[("power_factor", "L1")] == 0.85
 
 
 def test_truth_document_is_json() -> None:

@@ -107,7 +107,8 @@ def test_device_workarounds_override_profile(tmp_path: Path) -> None:
     loaded = validate_config(raw, EXAMPLE)
     quirks = loaded.profiles["b12-box1-main"].workarounds
     assert (quirks.max_registers, quirks.pause_after_ms, quirks.max_bits) == (40, 25.0, 2000)
-    assert loaded.profiles["b12-box2-main"].workarounds.max_registers == 125
+    assert quirks.register_pairs  # the profile's own quirk the device did not set stays
+    assert loaded.profiles["b12-box2-main"].workarounds.max_registers == 80  # the profile's
     raw["device"][0]["workarounds"] = {"max_registers": 400}
     with pytest.raises(ConfigError, match=r"device\[0\]\.workarounds\.max_registers: Input"):
         validate_config(raw, EXAMPLE)

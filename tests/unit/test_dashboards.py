@@ -22,7 +22,8 @@ JSON_DIR = ROOT / "json"
 DATASOURCE_YAML = ROOT / "provisioning" / "datasources" / "influxdb.yaml"
 PROVIDER_YAML = ROOT / "provisioning" / "dashboards" / "firewarden.yaml"
 GRAFANA_UNITS = {"amp", "mamp", "volt", "watt", "kwatth", "celsius", "percent", "percentunit",
-                 "ms", "bytes", "short", "none", "lux", "h", "suffix: dB/m"}
+                 "ms", "bytes", "short", "none", "lux", "h", "suffix: dB/m",
+                 "suffix: MPa", "lengthm"}  # Grafana has kPa and bar, not MPa
 
 
 def _boards() -> dict[str, dict[str, Any]]:

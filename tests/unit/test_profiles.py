@@ -17,11 +17,12 @@ from drivers.profile import (
 )
 
 EXPECTED = {"eastron-sdm630", "eastron-sdm120", "acrel-adw300", "residual-current-temperature",
-            "modbus-smoke-detector", "lighting-controller"}
+            "modbus-smoke-detector", "lighting-controller", "chint-ddsu666", "chint-dtsu666",
+            "firewater-transmitter"}
 
 
 def test_every_required_profile_ships() -> None:
-    """The six device models of the field-side issue are all there."""
+    """The device models of the field-side issues are all there."""
     assert set(shipped_profiles()) >= EXPECTED
 
 
@@ -46,6 +47,20 @@ def test_profile_loads_and_cites_its_source(name: str) -> None:
     ("acrel-adw300", "power/total", 36, RegisterType.HOLDING, DataType.INT32, 1.0),
     ("acrel-adw300", "energy_import/total", 62, RegisterType.HOLDING, DataType.INT32, 0.01),
     ("lighting-controller", "relay/8", 7, RegisterType.COIL, DataType.BOOL, 1.0),
+    # CHINT DDSU666 (Tasmota xnrg_11_ddsu666: FC04 floats, P and Q in kW/kvar)
+    ("chint-ddsu666", "voltage/L1", 0x2000, RegisterType.INPUT, DataType.FLOAT32, 1.0),
+    ("chint-ddsu666", "power/L1", 0x2004, RegisterType.INPUT, DataType.FLOAT32, 1000.0),
+    ("chint-ddsu666", "power_factor/L1", 0x200A, RegisterType.INPUT, DataType.FLOAT32, 1.0),
+    ("chint-ddsu666", "energy_export/L1", 0x400A, RegisterType.INPUT, DataType.FLOAT32, 1.0),
+    # CHINT DTSU666 (manual ZTY0.464.1448 Table 11: FC03 floats at display resolution)
+    ("chint-dtsu666", "voltage/L1", 0x2006, RegisterType.HOLDING, DataType.FLOAT32, 0.1),
+    ("chint-dtsu666", "current/L3", 0x2010, RegisterType.HOLDING, DataType.FLOAT32, 0.001),
+    ("chint-dtsu666", "power/total", 0x2012, RegisterType.HOLDING, DataType.FLOAT32, 0.1),
+    ("chint-dtsu666", "power_factor/total", 0x202A, RegisterType.HOLDING, DataType.FLOAT32,
+     0.001),
+    ("chint-dtsu666", "frequency/total", 0x2044, RegisterType.HOLDING, DataType.FLOAT32, 0.01),
+    ("chint-dtsu666", "energy_import/total", 0x401E, RegisterType.HOLDING, DataType.FLOAT32,
+     1.0),
 ])
 def test_register_map_matches_domain_notes(name: str, key: str, address: int,
                                            table: RegisterType, dtype: DataType,
@@ -59,7 +74,8 @@ def test_register_map_matches_domain_notes(name: str, key: str, address: int,
 
 def test_energy_counters_poll_slowly() -> None:
     """Energy counters carry their own slow poll interval so they never load the bus."""
-    for name in ("eastron-sdm630", "eastron-sdm120", "acrel-adw300"):
+    for name in ("eastron-sdm630", "eastron-sdm120", "acrel-adw300", "chint-ddsu666",
+                 "chint-dtsu666"):
         energy = [p for p in load_profile(name).points
                   if p.quantity in (Quantity.ENERGY, Quantity.ENERGY_IMPORT)]
         assert energy

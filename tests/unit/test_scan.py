@@ -200,6 +200,27 @@ def test_scorer_picks_smoke_detector() -> None:
     assert ranked[0].score > 0
 
 
+@pytest.mark.parametrize("name", ["chint-ddsu666", "chint-dtsu666"])
+def test_scorer_picks_chint_meters(name: str) -> None:
+    """A CHINT meter's image (floats at 0x2000.., scaled per its manual) is recognised as it."""
+    profile = load_profile(name)
+    ranked = guess(image_of(profile, meter_values(profile)))
+    assert ranked[0].profile == name
+    assert ranked[0].score > 0
+    assert all(c.score < ranked[0].score for c in ranked[1:])
+
+
+def test_scorer_picks_firewater_transmitter() -> None:
+    """A converter with live 4-20 mA loops (0.32 MPa, 2.6 m) is taken for the transmitter."""
+    profile = load_profile("firewater-transmitter")
+    values = {"loop_current/1": 7.2, "water_pressure/1": 0.32,
+              "loop_current/2": 12.32, "water_level/2": 2.6}
+    image = image_of(profile, values)
+    ranked = guess(image)
+    assert ranked[0].profile == "firewater-transmitter"
+    assert ranked[0].score > 0
+
+
 def test_failed_reads_score_nothing() -> None:
     """A profile whose reads failed (no readings) scores 0, never negative."""
     assert score_profile(load_profile("eastron-sdm630"), []) == 0.0
