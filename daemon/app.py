@@ -32,6 +32,8 @@ from core.measurements import Quantity
 from daemon import systemd
 from daemon.assembly import device_rules, device_tags, flood_policy, policies, state_store_events
 from daemon.config import ConfigError, LoadedConfig, load_config
+from daemon.escalation import Escalator
+from daemon.escalation import chains as escalation_chains
 from daemon.metrics import SelfMetrics
 from daemon.notify import homeassistant as ha
 from daemon.notify import registry as notifiers
@@ -97,6 +99,8 @@ class Supervisor:
                 spool=config.daemon.state_dir / "influx-spool.db", reserve=reserve))
             desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock,
                              command_max_age=config.mqtt.command_max_age)
+            if config.escalations:
+                desk.escalator = Escalator(chains=escalation_chains(config), store=store)
             for notifier in notifiers.build(config, outbox=store, on_command=desk.command):
                 desk.notifiers.append(await stack.enter_async_context(notifier))
             mqtt = next(n for n in desk.notifiers if isinstance(n, MqttNotifier))

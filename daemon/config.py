@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from core.durations import Duration, parse_duration
+from daemon.config_notify import EscalationConfig, ReportConfig, notify_errors
 from daemon.crosscheck import cross_check, format_error, line_budget, rule_params
 from drivers.modbus.registry import bus_type, known_bus_type
 from drivers.profile import Profile, Workarounds
@@ -294,6 +295,9 @@ class Config(_Frozen):
     rules: dict[str, dict[str, Any]] = {}
     alarms: AlarmsConfig = AlarmsConfig()
     webhooks: tuple[WebhookConfig, ...] = Field(default=(), alias="webhook")
+    # [[escalation]] chains and the [report] (daemon/config_notify.py)
+    escalations: tuple[EscalationConfig, ...] = Field(default=(), alias="escalation")
+    report: ReportConfig | None = None
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -354,6 +358,8 @@ def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError([format_error(err) for err in exc.errors()]) from exc
     errors, profiles = cross_check(config, path.parent)
+    errors += notify_errors([w.name for w in config.webhooks], config.escalations,
+                            config.report)
     params = rule_params(config, errors)
     if not errors:
         errors = line_budget(config, profiles)
