@@ -40,6 +40,7 @@ from daemon.notify import registry as notifiers
 from daemon.notify.mqtt import MqttNotifier
 from daemon.panels import PanelHost
 from daemon.pipeline import AlarmDesk, Pipeline, Together
+from daemon.report_io import ReportScheduler
 from daemon.secrets import SecretError, check_secrets
 from daemon.sinks.influx import InfluxSink
 from daemon.sqlitefile import DiskReserve
@@ -108,6 +109,10 @@ class Supervisor:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
             desk.publish(state_store_events(engine, [store.problem, influx.spool_problem],
                                             self._clock()))
+            if config.report is not None:
+                await stack.enter_async_context(ReportScheduler(
+                    config=config, store=store, clock=self._clock,
+                    wake=desk.wake_notifiers))
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock, clock_rate=self._clock_rate))

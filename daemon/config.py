@@ -146,6 +146,9 @@ class DeviceConfig(_Frozen):
     rated_current: Annotated[float, Field(gt=0, le=6300)] | None = None  # A, breaker In
     breaker_curve: Literal["B", "C", "D"] = "C"
     enabled: bool = True
+    # where this device comes on the morning report's lamp patrol (lower first; unset: after
+    # the numbered ones, by building then area)
+    patrol_order: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     # This unit's quirks, on top of its profile's (e.g. one meter with old firmware).
     workarounds: Workarounds | None = None
     # [device.rules.<name>]: this device's rule parameters on top of [rules.<name>]

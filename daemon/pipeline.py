@@ -65,13 +65,17 @@ class AlarmDesk:
         self.watchers: list[Callable[[], None]] = []  # e.g. Home Assistant device states
         self.escalator: Escalator | None = None  # [[escalation]] chains, if configured
 
+    def wake_notifiers(self) -> None:
+        """New rows are in the outbox (escalation pages, the morning report): send them."""
+        for notifier in self.notifiers:
+            notifier.wake()
+
     def escalate(self, now: float) -> None:
         """Run the escalation chains (rule ticks, after commands); wake the notifiers if they
         queued pages."""
         if self.escalator is not None and self.escalator.run(
                 self.engine.alarms, now, flooding=self.engine.flooding):
-            for notifier in self.notifiers:
-                notifier.wake()
+            self.wake_notifiers()
 
     def publish(self, events: Sequence[AlarmEvent]) -> None:
         if not events:

@@ -63,8 +63,9 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 HISTORY_DAYS = 35  # days of alarm events kept for reports (``history``)
 # what the history keeps of each event (the report's needs, not the whole alarm)
-HISTORY_FIELDS = ("event", "ts", "alarm_id", "rule", "device", "channel", "severity", "state",
-                  "value", "limit", "message", "raised_at", "acked_by", "evidence", "by",
+HISTORY_FIELDS = ("event", "ts", "previous", "alarm_id", "rule", "device", "channel",
+                  "severity", "state", "value", "limit", "message", "raised_at", "acked_by",
+                  "evidence", "by",
                   "building", "floor", "area", "box", "circuit", "zone", "kind")
 
 
