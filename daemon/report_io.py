@@ -21,6 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -106,12 +107,27 @@ def compose(config: Config, alarms: Sequence[Alarm], events: Sequence[dict[str, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", default="24h", help="how far back (default 24h)")
+    parser.add_argument("--until", type=_moment, metavar="TIME",
+                        help="end of the period: epoch seconds or ISO 8601 (default: now)")
     parser.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
     parser.add_argument("--language", choices=["zh", "en"],
                         help="labels (default: [report] language, else zh)")
     parser.add_argument("--chart", metavar="FILE.png", help="also write the chart (PNG)")
     parser.add_argument("--no-influx", action="store_true",
                         help="do not ask InfluxDB; estimate completeness from the alarms")
+
+
+def _moment(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"use epoch seconds or ISO 8601, e.g. 2024-11-14T08:00+08:00 (got {text!r})"
+        ) from None
 
 
 def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
@@ -121,7 +137,7 @@ def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return 2
-    until = time.time()
+    until = args.until if args.until is not None else time.time()
     since = until - window
     path = config.daemon.state_dir / "alarms.db"
     try:
