@@ -32,12 +32,15 @@ from core.measurements import Quantity
 from daemon import systemd
 from daemon.assembly import device_rules, device_tags, flood_policy, policies, state_store_events
 from daemon.config import ConfigError, LoadedConfig, load_config
+from daemon.escalation import Escalator
+from daemon.escalation import chains as escalation_chains
 from daemon.metrics import SelfMetrics
 from daemon.notify import homeassistant as ha
 from daemon.notify import registry as notifiers
 from daemon.notify.mqtt import MqttNotifier
 from daemon.panels import PanelHost
 from daemon.pipeline import AlarmDesk, Pipeline, Together
+from daemon.report_io import ReportScheduler
 from daemon.secrets import SecretError, check_secrets
 from daemon.sinks.influx import InfluxSink
 from daemon.sqlitefile import DiskReserve
@@ -97,6 +100,8 @@ class Supervisor:
                 spool=config.daemon.state_dir / "influx-spool.db", reserve=reserve))
             desk = AlarmDesk(engine=engine, store=store, influx=influx, clock=self._clock,
                              command_max_age=config.mqtt.command_max_age)
+            if config.escalations:
+                desk.escalator = Escalator(chains=escalation_chains(config), store=store)
             for notifier in notifiers.build(config, outbox=store, on_command=desk.command):
                 desk.notifiers.append(await stack.enter_async_context(notifier))
             mqtt = next(n for n in desk.notifiers if isinstance(n, MqttNotifier))
@@ -104,6 +109,10 @@ class Supervisor:
                 desk.watchers.append(self._home_assistant(mqtt, engine))
             desk.publish(state_store_events(engine, [store.problem, influx.spool_problem],
                                             self._clock()))
+            if config.report is not None:
+                await stack.enter_async_context(ReportScheduler(
+                    config=config, store=store, clock=self._clock,
+                    wake=desk.wake_notifiers))
             pipeline = await stack.enter_async_context(Pipeline(
                 desk=desk, influx=influx, queue_size=config.daemon.queue_size,
                 clock=self._clock, clock_rate=self._clock_rate))

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     _setup_logging(getattr(args, "log_level", None) or "INFO")
     builtin = {"run": _run, "check": _check, "read": _read, "scan": _scan, "gb26875": _gb26875,
-               "alarms": _alarms}
+               "alarms": _alarms, "report": _report}
     handler: Callable[[argparse.Namespace], int] = builtin.get(args.command) or args.handler
     return handler(args)
 
@@ -100,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
     from daemon.alarmctl import add_arguments as alarm_arguments
 
     alarm_arguments(alarms)
+
+    report = sub.add_parser(
+        "report", help="the morning report: alarms, lamp patrol, wiring, offline, completeness",
+        description="Builds the report from the alarm store (read-only) and, where it answers, "
+                    "InfluxDB; prints markdown, HTML or JSON. Exit 0 done, 2 bad config or "
+                    "unreadable store.")
+    report.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
+    from daemon.report_io import add_arguments as report_arguments
+
+    report_arguments(report)
 
     _add_plugin_commands(sub)
     return parser
@@ -308,6 +318,15 @@ def _alarms(args: argparse.Namespace) -> int:
     from daemon.alarmctl import run as run_alarms
 
     return run_alarms(loaded, args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    from daemon.report_io import run as run_report
+
+    return run_report(loaded, args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from core.durations import Duration, parse_duration
+from daemon.config_notify import EscalationConfig, ReportConfig, notify_errors
 from daemon.crosscheck import cross_check, format_error, line_budget, rule_params
 from drivers.modbus.registry import bus_type, known_bus_type
 from drivers.profile import Profile, Workarounds
@@ -145,6 +146,9 @@ class DeviceConfig(_Frozen):
     rated_current: Annotated[float, Field(gt=0, le=6300)] | None = None  # A, breaker In
     breaker_curve: Literal["B", "C", "D"] = "C"
     enabled: bool = True
+    # where this device comes on the morning report's lamp patrol (lower first; unset: after
+    # the numbered ones, by building then area)
+    patrol_order: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     # This unit's quirks, on top of its profile's (e.g. one meter with old firmware).
     workarounds: Workarounds | None = None
     # [device.rules.<name>]: this device's rule parameters on top of [rules.<name>]
@@ -294,6 +298,9 @@ class Config(_Frozen):
     rules: dict[str, dict[str, Any]] = {}
     alarms: AlarmsConfig = AlarmsConfig()
     webhooks: tuple[WebhookConfig, ...] = Field(default=(), alias="webhook")
+    # [[escalation]] chains and the [report] (daemon/config_notify.py)
+    escalations: tuple[EscalationConfig, ...] = Field(default=(), alias="escalation")
+    report: ReportConfig | None = None
 
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
@@ -354,6 +361,8 @@ def validate_config(raw: dict[str, Any], path: Path) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError([format_error(err) for err in exc.errors()]) from exc
     errors, profiles = cross_check(config, path.parent)
+    errors += notify_errors([w.name for w in config.webhooks], config.escalations,
+                            config.report)
     params = rule_params(config, errors)
     if not errors:
         errors = line_budget(config, profiles)

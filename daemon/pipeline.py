@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from core.aio import cancel_and_wait
 from core.measurements import Quantity, Reading
 from daemon.commands import CommandError, Freshness, clip, parse_command
+from daemon.escalation import Escalator
 from daemon.sinks.influx import InfluxSink
 from daemon.store import AlarmStore
 from rules import fire
@@ -62,6 +63,19 @@ class AlarmDesk:
         self._fresh = Freshness(command_max_age)
         self.notifiers: list[Wakeable] = []
         self.watchers: list[Callable[[], None]] = []  # e.g. Home Assistant device states
+        self.escalator: Escalator | None = None  # [[escalation]] chains, if configured
+
+    def wake_notifiers(self) -> None:
+        """New rows are in the outbox (escalation pages, the morning report): send them."""
+        for notifier in self.notifiers:
+            notifier.wake()
+
+    def escalate(self, now: float) -> None:
+        """Run the escalation chains (rule ticks, after commands); wake the notifiers if they
+        queued pages."""
+        if self.escalator is not None and self.escalator.run(
+                self.engine.alarms, now, flooding=self.engine.flooding):
+            self.wake_notifiers()
 
     def publish(self, events: Sequence[AlarmEvent]) -> None:
         if not events:
@@ -99,6 +113,7 @@ class AlarmDesk:
         except CommandRefused as exc:
             return {**answer, "ok": False, "error": str(exc)}
         self.publish(events)
+        self.escalate(self._clock())  # an ack ends its chain now, not at the next tick
         alarm = self.engine.alarms[request.alarm_id]
         log.info("command %s on %s by %s: now %s", verb, request.alarm_id, request.by,
                  alarm.state.value)
@@ -235,6 +250,7 @@ class Pipeline:
                 self._engine.clock_jumped(jump)
             try:
                 self._desk.publish(self._engine.tick(wall))
+                self._desk.escalate(wall)
                 for derived in self._engine.take_derived():
                     self._influx.add(derived)
             except Exception:

@@ -44,7 +44,29 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (sink, event_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (sink, priority, seq);
+CREATE TABLE IF NOT EXISTS history (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts       REAL NOT NULL,
+    alarm_id TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_ts ON history (ts);
+CREATE TABLE IF NOT EXISTS escalations (
+    alarm_id TEXT PRIMARY KEY,
+    data     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+HISTORY_DAYS = 35  # days of alarm events kept for reports (``history``)
+# what the history keeps of each event (the report's needs, not the whole alarm)
+HISTORY_FIELDS = ("event", "ts", "previous", "alarm_id", "rule", "device", "channel",
+                  "severity", "state", "value", "limit", "message", "raised_at", "acked_by",
+                  "evidence", "by",
+                  "building", "floor", "area", "box", "circuit", "zone", "kind")
 
 
 MAX_OUTBOX = 100_000  # events per sink
@@ -139,25 +161,31 @@ class AlarmStore:
         now = time.time()
         latest: dict[str, Alarm] = {}
         rows: list[_Row] = []
+        history: list[tuple[float, str, str, str]] = []
         for event in events:
             latest[event.alarm.alarm_id] = event.alarm
-            payload = json.dumps(event.as_dict(), ensure_ascii=False, default=str)
+            data = event.as_dict()
+            payload = json.dumps(data, ensure_ascii=False, default=str)
             priority = 0 if event.alarm.severity is Severity.FIRE else 1
             rows += [(sink, priority, event.event_id, payload, now) for sink in self.sinks]
+            kept = {k: data[k] for k in HISTORY_FIELDS if data.get(k) not in (None, "", {})}
+            history.append((event.ts, event.alarm.alarm_id, event.kind.value,
+                            json.dumps(kept, ensure_ascii=False, default=str)))
         if self._overflow:
             self._flush_overflow()
         try:
-            self._write(latest.values(), rows)
+            self._write(latest.values(), rows, history)
         except sqlite3.Error as exc:
             if not (is_full(exc) and self.reserve is not None and self.reserve.release()):
                 self._keep_in_memory(latest.values(), rows, exc)
                 return
             try:  # once more, in the room the reserve gave back
-                self._write(latest.values(), rows)
+                self._write(latest.values(), rows, history)
             except sqlite3.Error as again:
                 self._keep_in_memory(latest.values(), rows, again)
 
-    def _write(self, alarms: Iterable[Alarm], rows: Sequence[_Row]) -> None:
+    def _write(self, alarms: Iterable[Alarm], rows: Sequence[_Row],
+               history: Sequence[tuple[float, str, str, str]] = ()) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -168,6 +196,8 @@ class AlarmStore:
                 [(a.alarm_id, alarm_to_json(a), a.changed_at) for a in alarms])
             db.executemany("INSERT OR IGNORE INTO outbox (sink, priority, event_id, payload, "
                            "created) VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO history (ts, alarm_id, kind, data) VALUES (?, ?, ?, ?)",
+                           history)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -197,6 +227,49 @@ class AlarmStore:
                  self.path, len(self._overflow))
         self._overflow.clear()
         self._overflow_alarms.clear()
+
+    def notify(self, messages: Sequence[tuple[str, str, dict[str, Any], bool]], *,
+               escalations: Mapping[str, str] = {}, meta: Mapping[str, str] = {}) -> None:
+        """Queue messages the daemon composed itself (escalation pages, the morning report):
+        ``(sink, event_id, payload, urgent)`` rows, with the escalation states (alarm id ->
+        JSON) and ``meta`` values that say they were queued, in one transaction: after a
+        restart, what was queued is neither queued again nor forgotten. If the disk refuses,
+        the messages are still sent from memory (as ``record`` does)."""
+        now = time.time()
+        rows: list[_Row] = [(sink, 0 if urgent else 1, event_id,
+                             json.dumps(payload, ensure_ascii=False, default=str), now)
+                            for sink, event_id, payload, urgent in messages]
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR IGNORE INTO outbox (sink, priority, event_id, "
+                               "payload, created) VALUES (?, ?, ?, ?, ?)", rows)
+                db.executemany("INSERT INTO escalations (alarm_id, data) VALUES (?, ?) "
+                               "ON CONFLICT (alarm_id) DO UPDATE SET data = excluded.data",
+                               list(escalations.items()))
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                               "DO UPDATE SET value = excluded.value", list(meta.items()))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._keep_in_memory((), rows, exc)
+
+    def load_escalations(self) -> dict[str, str]:
+        """The stored escalation states (alarm id -> JSON)."""
+        return dict(self.db.execute("SELECT alarm_id, data FROM escalations"))
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def history(self, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """Alarm events from ``since`` (to ``until``), oldest first (the report's input)."""
+        return _history(self.db, since, until)
 
     def delivered(self, sink: str, seqs: Sequence[int]) -> None:
         if not seqs:
@@ -268,6 +341,8 @@ class AlarmStore:
                 dropped += cursor.rowcount
                 log.error("alarm store: outbox of %s over %d events; dropped the %d oldest "
                           "non-fire events", sink, max_outbox, cursor.rowcount)
+        self.db.execute("DELETE FROM history WHERE ts < ?",
+                        (time.time() - HISTORY_DAYS * 86_400,))
         vacuum_if_sparse(self.db)
         return dropped
 
@@ -292,6 +367,34 @@ def read_alarms(path: Path) -> list[Alarm]:
                 db.execute("SELECT data FROM alarms ORDER BY alarm_id")]
     finally:
         db.close()
+
+
+def read_history(path: Path, since: float, until: float | None = None,
+                 ) -> tuple[list[Alarm], list[dict[str, Any]]]:
+    """The stored alarms and the events since ``since``, read-only (``firewarden report``)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        alarms = [alarm_from_json(data) for (data,) in
+                  db.execute("SELECT data FROM alarms ORDER BY alarm_id")]
+        try:
+            return alarms, _history(db, since, until)
+        except sqlite3.OperationalError:  # a store from before the history table
+            return alarms, []
+    finally:
+        db.close()
+
+
+def _history(db: sqlite3.Connection, since: float,
+             until: float | None) -> list[dict[str, Any]]:
+    rows = db.execute("SELECT kind, ts, data FROM history WHERE ts >= ? AND ts <= ? "
+                      "ORDER BY ts, id", (since, until if until is not None else 1e18))
+    out: list[dict[str, Any]] = []
+    for kind, ts, data in rows:
+        try:
+            out.append({**json.loads(data), "event": kind, "ts": ts})
+        except ValueError:
+            continue  # bit rot in one row: the report goes without it
+    return out
 
 
 def alarm_to_json(alarm: Alarm) -> str:

@@ -33,6 +33,7 @@ from simulator.community.runner import CommunityRunner, TimelineEntry, UitdMode
 from simulator.community.scenario import Scenario, load_scenario
 from simulator.community.timeparse import format_duration, local_clock
 from simulator.community.truth import TruthRecord, write_truth
+from simulator.demo_extras import EscalationPrinter, escalation_config, print_report
 from simulator.services import InfluxDB, Mosquitto, port_open
 from simulator.toml_writer import dump_toml
 
@@ -84,12 +85,13 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
             InfluxDB(workdir=var / "influxd") as influx:
         watch = Watch(scenario=scenario, truth=())
         uitd = UitdMode("tcp-client", "127.0.0.1", panel_base)
-        async with CommunityRunner(scenario, uitd=uitd, on_timeline=_printer(watch)) as runner:
+        async with EscalationPrinter(watch.clock) as pages, \
+                CommunityRunner(scenario, uitd=uitd, on_timeline=_printer(watch)) as runner:
             watch.truth, watch.sim_time = runner.truth, runner.sim_time
             write_truth(scenario, var / "truth.json")
             conf = _write_config(var, daemon_config(scenario.community, runner.endpoints,
-                                                    poll=demo_poll(scenario.compression)),
-                                 broker.port, influx.port)
+                                                    poll=demo_poll(scenario.compression))
+                                 | escalation_config(pages.port), broker.port, influx.port)
             daemon_log = var / "daemon.log"
             grafana = _grafana_provisioning(var / "grafana", influx.port)
             _banner(scenario, broker.port, influx.port, conf, daemon_log, var / "truth.json",
@@ -113,6 +115,8 @@ async def _demo(var: Path, scenario: Scenario, duration: float) -> int:
             finally:
                 _stop_daemon(daemon)
         _summary(watch)
+        if watch.truth:
+            print_report(conf, since=scenario.start, until=watch.sim_time())
     print("demo stopped; data kept in", var)
     return 0 if daemon.returncode in (0, None) else 1
 

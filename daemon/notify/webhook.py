@@ -41,6 +41,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,8 @@ import aiohttp
 import yarl
 
 from daemon.config import Config, WebhookConfig
+from daemon.config_notify import covered, escalated_sinks
+from daemon.escalation import chains as escalation_chains
 from daemon.notify.base import CommandHandler, Notifier, capped_backoff
 from daemon.notify.webhook_format import (
     BAD_CREDENTIALS,
@@ -87,6 +90,7 @@ from daemon.notify.webhook_format import (
 )
 from daemon.secrets import read_secret
 from daemon.store import Outbox
+from rules.escalation import Chain
 
 __all__ = [
     "ANSWER_READ",
@@ -131,6 +135,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ANSWER_READ = 4096  # bytes of a receiver's answer read (for its errcode and the log)
+# plain pages an escalation chain replaces on the webhooks it pages, for the alarms it covers
+CHAIN_PAGES = frozenset({"raised", "realarm", "chattering"})
 
 
 # -- the notifier (I/O) ---------------------------------------------------------------------
@@ -158,12 +164,14 @@ class WebhookNotifier(Notifier):
                  flood_hold: float = 10.0, retry_initial: float = 1.0,
                  retry_max: float | None = None, rate_delay: float = 60.0,
                  max_per_window: int | None = None, rate_window: float = 60.0,
-                 close_timeout: float | None = None) -> None:
+                 close_timeout: float | None = None, chains: Sequence[Chain] = ()) -> None:
         super().__init__(outbox=outbox, sink=config.sink, label=f"webhook {config.name}",
                          task_name=f"webhook-{config.name}",
                          close_timeout=close_timeout if close_timeout is not None
                          else config.timeout)
         self._config = config
+        # the escalation chains paging this webhook: they page its alarms, not plain events
+        self._chains = tuple(chains)
         self._style = Style(format=config.format, site=site, timezone=timezone,
                             mention=config.mention, topic_prefix=topic_prefix)
         self._flood_hold = flood_hold
@@ -199,8 +207,11 @@ class WebhookNotifier(Notifier):
     @classmethod
     def from_config(cls, config: Config, *, outbox: Outbox,
                     on_command: CommandHandler | None = None) -> list[WebhookNotifier]:
+        paged = escalated_sinks(config.escalations)
+        chains = escalation_chains(config) if paged else []
         return [cls(config=w, site=config.site.id, outbox=outbox,
-                    timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix)
+                    timezone=config.site.timezone, topic_prefix=config.mqtt.topic_prefix,
+                    chains=chains if w.name in paged else ())
                 for w in config.webhooks]
 
     @property
@@ -258,7 +269,9 @@ class WebhookNotifier(Notifier):
     def _next_page(self) -> tuple[Page | None, float | None]:
         """The next page to send, or (None, seconds until a held flood digest is due)."""
         items = self._outbox.pending(self._sink, 500)
-        skipped = {i.seq for i in items if not wanted(i.payload, self._config)}
+        skipped = {i.seq for i in items if not wanted(i.payload, self._config)
+                   or (self._chains and i.payload.get("event") in CHAIN_PAGES
+                       and covered(i.payload, self._chains))}
         if skipped:
             self._outbox.delivered(self._sink, sorted(skipped))
             self._filtered += len(skipped)

@@ -65,6 +65,11 @@ BAD_CREDENTIALS = frozenset({93000, 310000, 300001, 300005})
 BAD_PAYLOAD = frozenset({40058, 44004, 40035, 460101})
 _ENDPOINT_STATUS = frozenset({401, 403, 404, 410})  # about the URL or key, not this payload
 
+# rows the daemon composes for one webhook by name: never filtered by ``events``
+DIRECT = frozenset({"escalated", "escalation_ended", "report"})
+_ENDED_LABEL = {"acknowledged": "已确认", "cleared": "已自行恢复(无人确认)", "shelved": "已搁置",
+                "out_of_service": "已停用"}
+
 _SEVERITY_LABEL = {"fire": "🔥 火警", "critical": "严重", "warning": "警告", "info": "提示"}
 _WECOM_COLOR = {"fire": "warning", "critical": "warning", "warning": "warning", "info": "comment"}
 _EVENT_LABEL = {
@@ -85,6 +90,8 @@ def wanted(payload: Mapping[str, Any], config: WebhookConfig) -> bool:
     """Whether this event pages through this webhook: its kind is one of ``config.events``
     and its severity ranks at or above ``config.min_severity`` (fire > critical > warning >
     info)."""
+    if payload.get("event") in DIRECT:
+        return True  # composed for this webhook by name (escalation tiers, [report].notify)
     rank = SEVERITY_RANK.get(str(payload.get("severity")), len(SEVERITY_RANK))
     return (payload.get("event") in config.events
             and rank <= SEVERITY_RANK[config.min_severity])
@@ -146,6 +153,8 @@ class Style:
 
 def messages(page: Page, style: Style) -> list[dict[str, Any]]:
     """The JSON bodies one page becomes, in send order (WeCom mentions: a second message)."""
+    if page.items[0].payload.get("event") == "report":
+        return report_messages(page.items[0].payload, style)
     if style.format == "wecom":
         return wecom_messages(page, style)
     if style.format == "dingtalk":
@@ -211,9 +220,21 @@ def event_markdown(payload: Mapping[str, Any], style: Style, *, color: bool) -> 
         label = f'<font color="{_WECOM_COLOR.get(severity, "comment")}">{label}</font>'
     event = str(payload.get("event", ""))
     what = _text(payload.get("message")) or payload.get("rule", "")
-    lines = [f"### {label} {_EVENT_LABEL.get(event, event)}: {what}",
+    if event == "escalation_ended":
+        return _ended_markdown(payload, style, label, what)
+    head = _EVENT_LABEL.get(event, event)
+    if event == "escalated":
+        head = f"升级 第 {payload.get('tier')} 级 ({payload.get('tier_name')})"
+    lines = [f"### {label} {head}: {what}",
              f"> 站点: {style.site}",
              f"> 位置: {place(payload)}"]
+    if event == "escalated":
+        waited = _minutes(payload.get("waited"))
+        before = "、".join(str(t) for t in payload.get("previous_tiers") or ())
+        note = f"> 已 {waited} 分钟无人确认" + (f" (已通知: {before})" if before else "")
+        if payload.get("off_hours"):
+            note += " · 非工作时间"
+        lines.append(note)
     value, limit = payload.get("value"), payload.get("limit")
     if value is not None or limit is not None:
         lines.append(f"> 测量值: {_number(value)} / 限值: {_number(limit)}")
@@ -223,6 +244,54 @@ def event_markdown(payload: Mapping[str, Any], style: Style, *, color: bool) -> 
         lines.append("")
         lines.append(ack_hint(str(payload.get("alarm_id", "")), style, color=color))
     return "\n".join(lines)
+
+
+def _minutes(value: object) -> str:
+    return f"{float(value) / 60:.0f}" if isinstance(value, int | float) else "?"
+
+
+def _ended_markdown(payload: Mapping[str, Any], style: Style, label: str, what: str) -> str:
+    """The tiers already paged are told the chain ended: who, after how long."""
+    reason = str(payload.get("reason", ""))
+    by = f" 由 {payload['by']}" if payload.get("by") else ""
+    tiers = "、".join(str(t) for t in payload.get("tiers") or ())
+    return "\n".join([
+        f"### {label} {_ENDED_LABEL.get(reason, reason)}: {what}",
+        f"> {by.strip() + ' ' if by else ''}{_ENDED_LABEL.get(reason, reason)} "
+        f"(告警 {_minutes(payload.get('after'))} 分钟后)，升级结束",
+        f"> 已通知: {tiers}",
+        f"> 位置: {place(payload)}",
+        f"> 时间: {local_time(payload.get('ts'), style.timezone)}",
+        f"> 告警: {payload.get('alarm_id', '')}"])
+
+
+def report_messages(payload: Mapping[str, Any], style: Style) -> list[dict[str, Any]]:
+    """The morning report: WeCom markdown plus the chart as an image message (base64 + md5);
+    DingTalk markdown (it cannot embed a base64 image: the text says so); JSON: the report
+    model and the chart."""
+    markdown = str(payload.get("markdown", ""))
+    title = str(payload.get("title", "report"))
+    png = payload.get("png")
+    zh = payload.get("language", "zh") == "zh"
+    if style.format == "wecom":
+        out: list[dict[str, Any]] = [{"msgtype": "markdown", "markdown": {
+            "content": truncate_utf8(markdown, WECOM_MARKDOWN_MAX)}}]
+        if isinstance(png, str) and png:
+            raw = base64.b64decode(png)
+            out.append({"msgtype": "image", "image": {
+                "base64": png, "md5": hashlib.md5(raw).hexdigest()}})
+        return out
+    if style.format == "dingtalk":
+        if png:
+            markdown += ("\n\n(图表未附: 钉钉 markdown 不能内嵌图片; 用 `firewarden report "
+                         "--format html` 查看)" if zh else "\n\n(chart not attached: DingTalk "
+                         "markdown cannot embed images; see `firewarden report --format html`)")
+        return [{"msgtype": "markdown",
+                 "markdown": {"title": truncate_utf8(title, 128, marker="…"),
+                              "text": truncate_utf8(markdown, DINGTALK_TEXT_MAX)},
+                 "at": {"atMobiles": [], "isAtAll": False}}]
+    return [{"site": style.site, "report": payload.get("report"),
+             "chart_png_base64": png or None}]
 
 
 def digest_markdown(payloads: Sequence[Mapping[str, Any]], style: Style, *, color: bool) -> str:
