@@ -30,6 +30,7 @@ EXPLAINS: Mapping[str, frozenset[str]] = {
                                   "temperature-rise", "temperature-spread", "electrical-fire"}),
     "fire": frozenset({"fire"}),
     "detector-fault": frozenset({"detector-fault"}),
+    "firewater-pressure-low": frozenset({"firewater-pressure-low", "firewater-pump-start"}),
     "comms-loss": frozenset({"comms", "comms-stale"}),
     "comms-garbage": frozenset({"comms", "comms-crc", "comms-stale"}),
 }
