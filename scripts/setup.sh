@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll
-              systemd python3-venv)
+              systemd python3-venv systemd-container debootstrap)
 PYTHON=${PYTHON:-python3}
 
 missing=()

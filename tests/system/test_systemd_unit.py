@@ -101,7 +101,7 @@ def test_unit_keeps_what_the_daemon_needs() -> None:
     for needed in ("Type=notify", "SupplementaryGroups=dialout", "DevicePolicy=closed",
                    "DeviceAllow=char-ttyUSB rw", "DeviceAllow=char-ttyACM rw",
                    "DeviceAllow=char-ttyS rw", "DeviceAllow=char-ttyAMA rw",
-                   "StateDirectory=firewarden", "ExecReload=/bin/kill -HUP $MAINPID",
+                   "StateDirectory=firewarden", "ExecReload=/bin/sh -c 'kill -HUP $MAINPID'",
                    *(f"LoadCredential={name}:/etc/firewarden/credentials/{name}"
                      for name in CREDENTIALS)):
         assert needed in lines, needed
