@@ -118,10 +118,18 @@ class BusConfig(_Frozen):
     timeout: Annotated[Duration, Field(gt=0, le=60)] = 1.0
     pause: Annotated[Duration, Field(ge=0, le=10)] = 0.0  # extra silence between frames
     retries: Annotated[int, Field(ge=0, le=10)] = 1
+    # devices polled at once: a serial line carries one frame at a time (1); a Modbus TCP
+    # device or a gateway that answers its units in parallel can take more, so that a dead
+    # unit's timeouts do not hold up its neighbours (see README "Dead units on a gateway")
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 1
 
     @model_validator(mode="after")
     def _endpoint(self) -> BusConfig:
-        bus_type(self).check(self)
+        kind = bus_type(self)
+        kind.check(self)
+        if kind.serial_line and self.concurrency != 1:
+            raise ValueError(f"concurrency = {self.concurrency}: a {self.type} bus carries one "
+                             f"frame at a time, so it must be 1")
         return self
 
     @property

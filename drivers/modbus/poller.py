@@ -33,24 +33,41 @@ per attempt, and its backoff spaces the attempts out.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
 from core.aio import cancel_and_wait
 from core.logbudget import LogBudget, held_back
 from core.measurements import Quality, Quantity, Reading
-from drivers.modbus.decode import decode_bit, decode_point, point_range
+from drivers.modbus.decode import point_range
 from drivers.modbus.errors import ModbusDeviceError, ModbusError, ModbusLinkError
-from drivers.modbus.planner import BusCost, ReadRequest, plan_requests
-from drivers.modbus.registry import bus_type, make_transport
+from drivers.modbus.planner import ReadRequest
+from drivers.modbus.registry import make_transport
+from drivers.modbus.schedule import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    DeviceSettings,
+    PolledDevice,
+    bus_cost,
+    decode_responses,
+    device_plan,
+    next_slot,
+    pause_after,
+    plan_points,
+    point_interval,
+    stagger_groups,
+)
 from drivers.modbus.transport import BusSettings, ModbusTransport
-from drivers.profile import Point, Profile, RegisterType
+
+__all__ = ["BUSY_DELAY", "Backoff", "BusPoller", "DeviceSettings", "PolledDevice", "bus_cost",
+           "decode_responses", "device_plan", "next_slot", "plan_points", "point_interval",
+           "read_once", "stagger_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -58,115 +75,13 @@ Emit = Callable[[Reading], None]
 Clock = Callable[[], float]
 
 
-class DeviceSettings(Protocol):
-    """What the poller needs from a device's config (``daemon.config.DeviceConfig`` fits)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def unit(self) -> int: ...
-    @property
-    def poll(self) -> float: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def building(self) -> str: ...
-    @property
-    def box(self) -> str: ...  # with building: devices of one box share a stagger slot
-
-
-@dataclass(frozen=True, slots=True)
-class PolledDevice:
-    """A configured device with its resolved profile."""
-
-    config: DeviceSettings
-    profile: Profile
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with +-``jitter`` (fraction), so failed peers do not align."""
-
-    base: float = 1.0
-    cap: float = 60.0
-    jitter: float = 0.2
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (``failures`` >= 1)."""
-        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
-        return min(self.cap, raw * (1.0 + self.jitter * (2.0 * rand() - 1.0)))
-
-
-DEFAULT_BACKOFF = Backoff()
 BUSY_DELAY = 0.1  # s before retrying a busy device; doubles per retry
-
-
-def next_slot(slot: float, interval: float, now: float) -> float:
-    """The first slot of the grid ``slot + k*interval`` that lies after ``now`` (pure).
-
-    Anchoring on the grid instead of on "now" keeps the schedule from drifting by the poll's
-    own duration; skipping missed slots keeps an overrun from turning into a burst.
-    """
-    if now < slot:
-        return slot + interval
-    return slot + interval * (math.floor((now - slot) / interval) + 1)
-
-
-def point_interval(point: Point, device_poll: float) -> float:
-    """A point's poll interval in seconds: its own ``poll`` override or the device's."""
-    return device_poll if point.poll is None else point.poll
-
-
-def bus_cost(bus: BusSettings, profile: Profile) -> BusCost:
-    """The planner's cost model for this bus and device: baud rate, framing, extra pause."""
-    return bus_type(bus).cost(baudrate=bus.baudrate, turnaround_ms=1000 * _pause(bus, profile))
-
-
-def plan_points(profile: Profile, points: Sequence[Point],
-                cost: BusCost | None = None) -> list[ReadRequest]:
-    """Read requests for some of a profile's points, honouring its workarounds."""
-    quirks = profile.workarounds
-    if quirks.one_request_per_point:
-        tables = list(RegisterType)
-        ordered = sorted(points, key=lambda p: (tables.index(p.table), p.address))
-        return [ReadRequest(p.table, p.address, p.width, (p,)) for p in ordered]
-    return plan_requests(points, max_registers=quirks.max_registers, max_bits=quirks.max_bits,
-                         holes=profile.holes, cost=cost)
-
-
-def device_plan(device: PolledDevice,
-                cost: BusCost | None = None) -> list[tuple[float, list[ReadRequest]]]:
-    """(interval, requests) per poll group of a device, fastest group first."""
-    groups: dict[float, list[Point]] = {}
-    for point in device.profile.points:
-        groups.setdefault(point_interval(point, device.config.poll), []).append(point)
-    return [(interval, plan_points(device.profile, pts, cost))
-            for interval, pts in sorted(groups.items())]
-
-
-def decode_responses(requests: Sequence[ReadRequest], responses: Sequence[list[int] | list[bool]],
-                     *, device: str, ts: float) -> list[Reading]:
-    """One Reading per point of the requests from their responses (pure)."""
-    readings: list[Reading] = []
-    for request, values in zip(requests, responses, strict=True):
-        for point in request.points:
-            part = values[request.slice_of(point)]
-            try:
-                if request.table.is_bit:
-                    value, quality = decode_bit(point, bool(part[0]))
-                else:
-                    value, quality = decode_point(point, [int(v) for v in part])
-            except (ValueError, IndexError):
-                value, quality = math.nan, Quality.BAD
-            readings.append(Reading(ts=ts, device=device, quantity=point.quantity, value=value,
-                                    quality=quality, channel=point.channel))
-    return readings
 
 
 Response = list[int] | list[bool]
 
 
-async def _read_all(transport: ModbusTransport, lock: asyncio.Lock,
+async def _read_all(transport: ModbusTransport, lock: asyncio.Semaphore,
                     requests: Sequence[ReadRequest], *, unit: int, busy_retries: int,
                     pause: float) -> tuple[list[Response], float]:
     """Responses of all requests and the summed round-trip time in ms; raises ModbusError."""
@@ -196,8 +111,9 @@ async def _read_all(transport: ModbusTransport, lock: asyncio.Lock,
     return responses, rtt
 
 
-def _pause(bus: BusSettings, profile: Profile) -> float:
-    return max(bus.pause, profile.workarounds.pause_after_ms / 1000.0)
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def read_once(bus: BusSettings, device: PolledDevice,
@@ -206,9 +122,9 @@ async def read_once(bus: BusSettings, device: PolledDevice,
     requests = plan_points(device.profile, device.profile.points, bus_cost(bus, device.profile))
     async with make_transport(bus) as transport:
         ts = clock()
-        responses, _ = await _read_all(transport, asyncio.Lock(), requests,
+        responses, _ = await _read_all(transport, asyncio.Semaphore(1), requests,
                                        unit=device.config.unit, busy_retries=bus.retries,
-                                       pause=_pause(bus, device.profile))
+                                       pause=pause_after(bus, device.profile))
     return decode_responses(requests, responses, device=device.config.name, ts=ts)
 
 
@@ -219,22 +135,14 @@ class _DeviceState:
     errors: int = 0  # since start
     implausible: int = 0  # values outside their plausible range, since start
     retry_at: float = 0.0  # loop time; 0 = no backoff
+    # one poll of a device at a time, when the bus polls several devices at once: a job due
+    # while another of its device's jobs runs waits here, not in one of the bus's slots
+    busy: bool = False
+    deferred: list[_Job] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.device.config.name
-
-
-def stagger_groups(devices: Sequence[DeviceSettings]) -> list[int]:
-    """Each device's stagger slot (0, 1, ... in order of first appearance; pure): devices of
-    one distribution box (same non-empty ``building`` and ``box``) share a slot, every other
-    device has its own."""
-    slots: dict[tuple[str, ...], int] = {}
-    out = []
-    for i, device in enumerate(devices):
-        key = ("box", device.building, device.box) if device.box else ("device", str(i))
-        out.append(slots.setdefault(key, len(slots)))
-    return out
 
 
 @dataclass(eq=False)
@@ -268,8 +176,15 @@ class BusPoller:
         self._lag_ms = 0.0
         self._backoff = backoff
         self._transport = make_transport(bus)  # fails early for unsupported bus types
-        self._lock = asyncio.Lock()
+        # frames in flight at once: 1 on a serial line (a lock), up to ``concurrency`` on a
+        # Modbus TCP link whose device or gateway answers units in parallel
+        self._concurrency = max(1, bus.concurrency)
+        self._lock = asyncio.Semaphore(self._concurrency)
+        self._connecting = asyncio.Lock()
         self._jobs: list[_Job] = []
+        self._heap: list[tuple[float, int, _Job]] = []  # (due, seq, job) of jobs not running
+        self._wake: asyncio.Future[None] | None = None  # the scheduler's sleep, when it sleeps
+        self._wake_at = math.inf
         self._slot: dict[int, int] = {}  # id(device state) -> stagger slot
         enabled = [d for d in devices if d.config.enabled]
         slots = stagger_groups([d.config for d in enabled])
@@ -287,8 +202,9 @@ class BusPoller:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def lock(self) -> asyncio.Lock:
-        """The bus lock; anyone else sending frames on this bus (writes) must hold it."""
+    def lock(self) -> asyncio.Semaphore:
+        """The bus's frame slots (one on a serial line); anyone else sending frames on this
+        bus (writes) must hold one."""
         return self._lock
 
     async def __aenter__(self) -> Self:
@@ -321,26 +237,85 @@ class BusPoller:
             rank = self._slot[id(job.state)]
             poll = job.state.device.config.poll / self._rate
             job.next_due = start + min(job.interval, poll) * rank / self._slots
+        self._heap = [(job.due, job.seq, job) for job in self._jobs]
+        heapq.heapify(self._heap)
+        polls = asyncio.Semaphore(self._concurrency)
+        running: set[asyncio.Task[None]] = set()
         me = asyncio.current_task()
+        try:
+            while True:
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError  # a cancel a library swallowed mid-request
+                await polls.acquire()
+                job = await self._next_due(loop)
+                # how late this poll starts against its schedule (a slow bus, a busy loop);
+                # the devices of a box after the first wait for it by design, which is not lag
+                slot = self._slot[id(job.state)]
+                if self._slot_due.get(slot) != job.due:
+                    self._slot_due[slot] = job.due
+                    self._lag_ms = max(self._lag_ms, (loop.time() - job.due) * 1000)
+                job.state.busy = True  # before the task starts: its other jobs must wait
+                if self._concurrency == 1:
+                    await self._poll_and_requeue(job, polls)
+                else:
+                    task = asyncio.create_task(self._poll_and_requeue(job, polls))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                await cancel_and_wait(task)
+
+    async def _next_due(self, loop: asyncio.AbstractEventLoop) -> _Job:
+        """Wait for the earliest job that is not running to fall due; take it off the heap.
+
+        Keys are refreshed lazily: a device's backoff (``retry_at``) set by one of its jobs
+        moves its other jobs later only when they reach the top of the heap."""
+        heap = self._heap
         while True:
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError  # a cancel that a library swallowed mid-request
-            job = min(self._jobs, key=lambda j: (j.due, j.seq))
-            delay = job.due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # how late this poll starts against its schedule (a slow bus, a busy loop); the
-            # devices of a box after the first wait for it by design, which is not lag
-            slot = self._slot[id(job.state)]
-            if self._slot_due.get(slot) != job.due:
-                self._slot_due[slot] = job.due
-                self._lag_ms = max(self._lag_ms, (loop.time() - job.due) * 1000)
+            if heap:
+                key, seq, job = heap[0]
+                due = job.due
+                if due > key:
+                    heapq.heapreplace(heap, (due, seq, job))
+                    continue
+                delay = due - loop.time()
+                if delay <= 0:
+                    heapq.heappop(heap)
+                    if job.state.busy:
+                        job.state.deferred.append(job)
+                        continue
+                    return job
+            else:
+                due, delay = math.inf, math.inf  # every job is running: wait for one to end
+            self._wake, self._wake_at = loop.create_future(), due
+            timer = loop.call_later(delay, _wake_up, self._wake) if delay < math.inf else None
             try:
-                await self._poll(job)
-            except Exception:  # a bug must not silence the whole bus
-                log.exception("bus %s: unexpected error polling %s", self._bus.name,
-                              job.state.name)
-                job.next_due = next_slot(job.next_due, job.interval, loop.time())
+                await self._wake
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._wake, self._wake_at = None, math.inf
+
+    async def _poll_and_requeue(self, job: _Job, polls: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        state = job.state
+        try:
+            await self._poll(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not silence the whole bus
+            log.exception("bus %s: unexpected error polling %s", self._bus.name,
+                          job.state.name)
+            job.next_due = next_slot(job.next_due, job.interval, loop.time())
+        finally:
+            state.busy = False
+            polls.release()
+        waiting, state.deferred = [job, *state.deferred], []
+        for each in waiting:
+            heapq.heappush(self._heap, (each.due, each.seq, each))
+        earliest = min(each.due for each in waiting)
+        if self._wake is not None and earliest < self._wake_at and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _poll(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
@@ -354,7 +329,7 @@ class BusPoller:
             config = state.device.config
             responses, rtt = await _read_all(
                 self._transport, self._lock, job.requests, unit=config.unit,
-                busy_retries=self._bus.retries, pause=_pause(self._bus, state.device.profile))
+                busy_retries=self._bus.retries, pause=pause_after(self._bus, state.device.profile))
         except ModbusError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -388,8 +363,11 @@ class BusPoller:
         if loop.time() < self._link_retry_at:
             return False
         try:
-            async with self._lock:
-                await self._transport.connect()
+            async with self._connecting:
+                if self._transport.connected:  # another poll reconnected meanwhile
+                    return True
+                async with self._lock:
+                    await self._transport.connect()
         except ModbusLinkError as exc:
             self._link_failures += 1
             delay = self._backoff.delay(self._link_failures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import shutil
@@ -344,3 +345,46 @@ async def test_mbpoll_reads_simulated_voltage(sim: ModbusTcpSimulator) -> None:
     assert proc.returncode == 0, text
     values = {int(ref): float(v) for ref, v in re.findall(r"^\[(\d+)\]:\s+(\S+)", text, re.M)}
     assert values == {1: 231.25, 3: 228.5}
+
+
+async def _gaps_of_a_healthy_meter_beside_silent_ones(sdm630: Profile, concurrency: int
+                                                      ) -> tuple[list[float], int]:
+    """Poll unit 1 (answers) and units 7-9 (never answer) at 0.2 s for ~3 s; the gaps
+    between unit 1's successful polls and how many timeouts the silent units had."""
+    async with ModbusTcpSimulator([SimulatedDevice(sdm630, 1)], silent_unknown=True) as sim:
+        got = Collector()
+        devices = [device(sdm630, u, poll=0.2) for u in (1, 7, 8, 9)]
+        bus = bus_for(sim, timeout=0.5, concurrency=concurrency)
+        async with BusPoller(bus=bus, devices=devices, emit=got,
+                             backoff=Backoff(base=0.2, cap=0.4, jitter=0.0)):
+            await asyncio.sleep(3.0)
+    stamps = [r.ts for r in got.of("m1", Quantity.ONLINE) if r.value == 1.0]
+    silent = sum(1 for u in (7, 8, 9) for r in got.of(f"m{u}", Quantity.ONLINE)
+                 if r.value == 0.0)
+    return [b - a for a, b in itertools.pairwise(stamps)], silent
+
+
+async def test_silent_units_do_not_hold_up_a_neighbour_with_concurrency(
+        sdm630: Profile) -> None:
+    """With ``concurrency = 4`` a gateway's silent units time out in parallel with the healthy
+    unit's reads on the same connection, so it keeps its 0.2 s grid; with 1 (the serial
+    default) each silent unit's 0.5 s timeout stalls it (the contrast shows the test can
+    fail)."""
+    parallel, timeouts = await _gaps_of_a_healthy_meter_beside_silent_ones(sdm630, 4)
+    assert timeouts >= 6  # the silent units were tried and timed out meanwhile
+    assert max(parallel) < 0.4, parallel
+    serial, _ = await _gaps_of_a_healthy_meter_beside_silent_ones(sdm630, 1)
+    assert max(serial) >= 0.45, serial
+
+
+async def test_transport_keeps_several_reads_in_flight(sim: ModbusTcpSimulator) -> None:
+    """Reads of two units sent together on one connection each get their own answer (matched
+    by transaction id), and a timed-out unit does not take the connection down."""
+    sim.device(1).set("voltage", 231.0, "L1")
+    sim.device(2).set("voltage", 232.0, "L1")
+    async with ModbusTcpTransport(host="127.0.0.1", port=sim.port, timeout=1.0) as transport:
+        first, second = await asyncio.gather(
+            transport.read(RegisterType.INPUT, 0, 2, 1), transport.read(RegisterType.INPUT, 0,
+                                                                         2, 2))
+        assert (first, second) == ([0x4367, 0x0000], [0x4368, 0x0000])  # 231.0, 232.0
+        assert transport.connected

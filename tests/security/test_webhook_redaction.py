@@ -118,6 +118,10 @@ async def test_failing_webhook_logs_no_secret(
     status = "HTTP 401" if path == "auth" else "HTTP 400"
     assert status in errors[0]
     basic = base64.b64encode(f"ops:{PASSWORD}".encode()).decode()  # the Authorization header
+    # everything firewarden logged; the receiver's own access log (this test's server, which
+    # logs once an earlier test has set the root logger to INFO) is not ours to redact
+    ours = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records
+                     if not r.name.startswith("aiohttp.access"))
     for secret in (PASSWORD, PATH_TOKEN, KEY, "ops:", basic):
-        assert secret not in caplog.text, caplog.text
+        assert secret not in ours, ours
     assert f"127.0.0.1:{echoing}/{path}/***" in errors[0]

@@ -25,4 +25,5 @@ class TcpBus(TcpEndpointBus):
     @classmethod
     def open(cls, bus: BusSettings) -> ModbusTransport:
         host, port = cls.tcp_address(bus)
-        return ModbusTcpTransport(host=host, port=port, timeout=bus.timeout)
+        return ModbusTcpTransport(host=host, port=port, timeout=bus.timeout,
+                                  connections=bus.concurrency)
