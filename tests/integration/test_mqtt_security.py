@@ -278,8 +278,8 @@ async def test_electrician_acl(broker: Mosquitto, tmp_path: Path) -> None:
 def test_command_path_imports_and_calls_only_alarm_code() -> None:
     """Structurally: daemon/commands.py imports only the alarm state machine (and hashlib,
     math), and AlarmDesk.command/publish call only the parser, the freshness check, the rule
-    engine, the store, the notifiers' wake, InfluxDB's alarm queue and the watchers: no
-    transport, no config."""
+    engine, the store, the notifiers' wake, InfluxDB's alarm queue, the watchers and the
+    escalation step (an ack ends its chain at once): no transport, no config."""
     tree = ast.parse((ROOT / "daemon" / "commands.py").read_text(encoding="utf-8"))
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     modules |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
@@ -295,7 +295,8 @@ def test_command_path_imports_and_calls_only_alarm_code() -> None:
                 called.add(func.attr if isinstance(func, ast.Attribute) else ast.unparse(func))
     assert called <= {"parse_command", "command", "signal", "_clock", "publish", "record",
                       "wake", "add_alarm", "watcher", "warning", "info", "str",
-                      "UnknownAlarm", "CommandRefused", "admit", "_wall", "_refusal"}, called
+                      "UnknownAlarm", "CommandRefused", "admit", "_wall", "_refusal",
+                      "escalate"}, called
 
 
 @dataclass
