@@ -39,6 +39,10 @@ IGNORED = frozenset({Quantity.LATENCY, Quantity.ERRORS})  # health, but not poin
 CRC_CHECKPOINTS = 10  # the CRC window is sampled this many times
 CRC_MIN_POLLS = 10  # fewer polls in the window give no verdict
 STALE_GAPS = 3.0  # a point is stale after this many of its own usual intervals, at least
+# Points are checked for staleness every this many seconds, not at every 1 s tick: a stale
+# limit is minutes, and a scan visits every point of the site (20 000 at 1000 meters)
+POINT_SCAN_EVERY = 5.0
+_SCAN = ("comms-point-scan",)  # the state that holds when the next point scan is due
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +131,18 @@ class Comms:
         out: list[Output] = []
         devices: dict[str, DeviceState] = {}
         points: list[tuple[tuple[str, str, Quantity, str | None], PointState]] = []
+        scan_at = 0.0
         for key, state in states:
             if isinstance(state, DeviceState):
                 devices[key[1]] = state  # type: ignore[index]
             elif isinstance(state, PointState):
                 points.append((key, state))  # type: ignore[arg-type]
+            elif key == _SCAN:
+                scan_at = state
+        if now < scan_at:
+            points = []  # not this tick
+        else:
+            changed[_SCAN] = now + POINT_SCAN_EVERY
         for name, link in self._links.items():
             s = devices.get(name)
             if s is None:  # never heard since start: wait silent_after from now

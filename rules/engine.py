@@ -70,7 +70,8 @@ class RuleEngine:
                     self._routes.setdefault((name, quantity), []).append(rule)
                 if isinstance(rule, TickingRule) and rule not in self._ticking:
                     self._ticking.append(rule)
-        self._states: dict[Hashable, Any] = {}
+        # each rule's states by the rule's own key: a tick hands a rule only its own states
+        self._states: dict[int, dict[Hashable, Any]] = {}
         self.alarms: dict[str, Alarm] = {a.alarm_id: a for a in alarms}
         self._timed: set[str] = {a.alarm_id for a in self.alarms.values()
                                  if needs_tick(a, self._policy(a))}
@@ -86,10 +87,14 @@ class RuleEngine:
             return []
         events: list[AlarmEvent] = []
         for rule in rules:
-            key = (id(rule), rule.key(reading))
-            state, outputs = rule.step(self._states.get(key), reading)
-            self._states[key] = state
-            events += self._outputs(outputs, reading.ts)
+            states = self._states.get(id(rule))
+            if states is None:
+                states = self._states[id(rule)] = {}
+            key = rule.key(reading)
+            state, outputs = rule.step(states.get(key), reading)
+            states[key] = state
+            if outputs:
+                events += self._outputs(outputs, reading.ts)
         return events
 
     def take_derived(self) -> list[Reading]:
@@ -121,12 +126,11 @@ class RuleEngine:
         """Let time pass: rule timers, alarm delays, shelve expiry, re-alarm, chattering."""
         events: list[AlarmEvent] = []
         for rule in self._ticking:
-            mine = [(key[1], state) for key, state in self._states.items()
-                    if isinstance(key, tuple) and key[0] == id(rule)]
-            changed, outputs = rule.tick(mine, now)
-            for key, state in changed.items():
-                self._states[(id(rule), key)] = state
-            events += self._outputs(outputs, now)
+            states = self._states.setdefault(id(rule), {})
+            changed, outputs = rule.tick(list(states.items()), now)
+            states.update(changed)
+            if outputs:
+                events += self._outputs(outputs, now)
         for alarm_id in sorted(self._timed):
             events += self._transition(self.alarms[alarm_id], Tick(), now)
         events += self._update_flood(now)

@@ -45,6 +45,7 @@ from typing import Self
 from core.aio import cancel_and_wait
 from core.logbudget import LogBudget, held_back
 from core.measurements import Quality, Quantity, Reading
+from drivers.modbus.compiled import RequestDecoder
 from drivers.modbus.decode import point_range
 from drivers.modbus.errors import ModbusDeviceError, ModbusError, ModbusLinkError
 from drivers.modbus.planner import ReadRequest
@@ -76,6 +77,7 @@ Clock = Callable[[], float]
 
 
 BUSY_DELAY = 0.1  # s before retrying a busy device; doubles per retry
+COUNTERS_EVERY = 60.0  # clock s: the flat error counters are re-sent at least this often
 
 
 Response = list[int] | list[bool]
@@ -135,6 +137,7 @@ class _DeviceState:
     errors: int = 0  # since start
     implausible: int = 0  # values outside their plausible range, since start
     retry_at: float = 0.0  # loop time; 0 = no backoff
+    counters_sent: tuple[int, int, float] = (-1, -1, 0.0)  # errors, implausible, at (clock)
     # one poll of a device at a time, when the bus polls several devices at once: a job due
     # while another of its device's jobs runs waits here, not in one of the bus's slots
     busy: bool = False
@@ -154,6 +157,10 @@ class _Job:
     requests: list[ReadRequest]
     next_due: float = 0.0
     seq: int = field(default=0)
+    decoders: list[RequestDecoder] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.decoders = [RequestDecoder(r) for r in self.requests]
 
     @property
     def due(self) -> float:
@@ -342,7 +349,9 @@ class BusPoller:
             return
         finally:
             job.next_due = next_slot(job.next_due, job.interval, loop.time())
-        readings = decode_responses(job.requests, responses, device=state.name, ts=ts)
+        name = state.name
+        readings = [r for decoder, values in zip(job.decoders, responses, strict=True)
+                    for r in decoder.decode(values, device=name, ts=ts)]
         self._count_implausible(state, readings)
         for reading in readings:
             self._emit(reading)
@@ -405,21 +414,24 @@ class BusPoller:
 
     def _health(self, state: _DeviceState, ts: float, *, online: bool,
                 latency_ms: float | None) -> None:
-        """ONLINE, ERRORS and CRC_ERRORS after every attempt; LATENCY only when there was an
-        answer. CRC_ERRORS counts every garbled answer (bad CRC or framing) the transport saw
-        from the device since start, a measure of the wiring rather than of the device."""
-        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ONLINE,
-                           value=1.0 if online else 0.0))
+        """ONLINE and CRC_ERRORS after every attempt (the comms rule counts polls by them);
+        LATENCY only when there was an answer; the ERRORS and IMPLAUSIBLE counters when they
+        change and at least every ``COUNTERS_EVERY`` clock seconds (a flat counter at every
+        1 s poll of 1000 meters is 2000 values a second that say nothing new). CRC_ERRORS
+        counts every garbled answer (bad CRC or framing) the transport saw from the device
+        since start, a measure of the wiring rather than of the device."""
+        name = state.name
+        self._emit(Reading(ts, name, Quantity.ONLINE, 1.0 if online else 0.0))
         if latency_ms is not None:
-            self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.LATENCY,
-                               value=round(latency_ms, 3)))
-        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.ERRORS,
-                           value=float(state.errors)))
+            self._emit(Reading(ts, name, Quantity.LATENCY, round(latency_ms, 3)))
         garbled = self._transport.stats(state.device.config.unit).garbled
-        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.CRC_ERRORS,
-                           value=float(garbled)))
-        self._emit(Reading(ts=ts, device=state.name, quantity=Quantity.IMPLAUSIBLE,
-                           value=float(state.implausible)))
+        self._emit(Reading(ts, name, Quantity.CRC_ERRORS, float(garbled)))
+        errors, implausible, sent_at = state.counters_sent
+        if (errors, implausible) != (state.errors, state.implausible) \
+                or ts - sent_at >= COUNTERS_EVERY:
+            state.counters_sent = (state.errors, state.implausible, ts)
+            self._emit(Reading(ts, name, Quantity.ERRORS, float(state.errors)))
+            self._emit(Reading(ts, name, Quantity.IMPLAUSIBLE, float(state.implausible)))
 
     def _count_implausible(self, state: _DeviceState, readings: Sequence[Reading]) -> None:
         bad = [r for r in readings if r.quality is Quality.IMPLAUSIBLE]

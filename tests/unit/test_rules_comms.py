@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from types import SimpleNamespace
 from typing import Any
@@ -155,11 +156,16 @@ def test_stale_point_of_an_answering_device() -> None:
     answering(h, 0, 400)
     h.read(400, "m1", Quantity.CURRENT, 10, "L1")
     stale = [c for c in h.out if isinstance(c, Condition) and c.rule == "comms-stale"]
-    assert [(c.key, c.ts, c.active) for c in stale] == [
-        ("comms-stale:m1:current-L1", 302, True), ("comms-stale:m1:energy-total", 362, True),
-        ("comms-stale:m1:current-L1", 400, False)]
-    assert stale[0].message == ("device m1 answers but current L1 has not been updated for "
-                                "5 min (limit 5 min)")
+    assert [(c.key, c.active) for c in stale] == [
+        ("comms-stale:m1:current-L1", True), ("comms-stale:m1:energy-total", True),
+        ("comms-stale:m1:current-L1", False)]
+    # found at the first point scan after the limit (300 s, or 3 x 60 s after the last energy
+    # reading at 60): scans run every POINT_SCAN_EVERY seconds, not at every tick
+    assert 302 <= stale[0].ts <= 302 + comms.POINT_SCAN_EVERY  # ticks every 2 s here
+    assert 362 <= stale[1].ts <= 362 + comms.POINT_SCAN_EVERY
+    assert stale[2].ts == 400
+    assert re.fullmatch(r"device m1 answers but current L1 has not been updated for 5(\.\d)? "
+                        r"min \(limit 5 min\)", stale[0].message), stale[0].message
 
 
 def test_slow_points_and_silent_devices_are_not_stale() -> None:
@@ -188,7 +194,9 @@ def test_a_slow_point_is_judged_by_its_configured_interval_from_the_first_readin
     answering(h, 0, 1700)
     assert h.verdicts("comms-stale") == []
     answering(h, 1700, 1900)
-    assert h.verdicts("comms-stale") == [("comms-stale", "m1", 1802, True)]
+    [(rule, device, ts, active)] = h.verdicts("comms-stale")
+    assert (rule, device, active) == ("comms-stale", "m1", True)
+    assert 1802 <= ts <= 1802 + comms.POINT_SCAN_EVERY  # the first scan past 3 x 600 s
 
 
 @pytest.mark.parametrize(("every", "expected"), [
