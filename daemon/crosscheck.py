@@ -80,6 +80,9 @@ def cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, Pr
     errors += _state_dir_problems(config.daemon.state_dir)
     buses = {b.name: b for b in config.buses}
     units: dict[tuple[str, int], str] = {}
+    # one validated copy per profile file, shared by every device that names it (profiles are
+    # frozen): 1000 meters of one model are one profile in memory, not 1000 (~15 KB each)
+    loaded: dict[str, Profile | ProfileError] = {}
     for i, device in enumerate(config.devices):
         where = f"device[{i}]"
         bus = buses.get(device.bus)
@@ -95,11 +98,17 @@ def cross_check(config: Config, base_dir: Path) -> tuple[list[str], dict[str, Pr
             if owner != device.name:
                 errors.append(f"{where}.unit: {device.unit} already used by {owner} on bus "
                               f"{bus.name}")
-        try:
-            profile = load_profile(device.profile, base_dir)
-        except ProfileError as exc:
-            errors.append(f"{where}.profile: {exc}")
+        profile_or_error = loaded.get(device.profile)
+        if profile_or_error is None:
+            try:
+                profile_or_error = load_profile(device.profile, base_dir)
+            except ProfileError as exc:
+                profile_or_error = exc
+            loaded[device.profile] = profile_or_error
+        if isinstance(profile_or_error, ProfileError):
+            errors.append(f"{where}.profile: {profile_or_error}")
             continue
+        profile = profile_or_error
         profiles[device.name] = _with_device_quirks(profile, device.workarounds)
         if device.kind == "incomer" and device.rated_current is None:
             errors.append(f"{where}.rated_current: an incomer needs its breaker rating (A)")

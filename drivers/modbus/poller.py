@@ -48,7 +48,7 @@ from core.measurements import Quality, Quantity, Reading
 from drivers.modbus.compiled import RequestDecoder
 from drivers.modbus.decode import point_range
 from drivers.modbus.errors import ModbusDeviceError, ModbusError, ModbusLinkError
-from drivers.modbus.planner import ReadRequest
+from drivers.modbus.planner import BusCost, ReadRequest
 from drivers.modbus.registry import make_transport
 from drivers.modbus.schedule import (
     DEFAULT_BACKOFF,
@@ -155,12 +155,9 @@ class _Job:
     state: _DeviceState
     interval: float  # real seconds between polls (the clock interval / rate)
     requests: list[ReadRequest]
+    decoders: list[RequestDecoder]  # one per request, shared with same-model devices
     next_due: float = 0.0
     seq: int = field(default=0)
-    decoders: list[RequestDecoder] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.decoders = [RequestDecoder(r) for r in self.requests]
 
     @property
     def due(self) -> float:
@@ -195,11 +192,21 @@ class BusPoller:
         self._slot: dict[int, int] = {}  # id(device state) -> stagger slot
         enabled = [d for d in devices if d.config.enabled]
         slots = stagger_groups([d.config for d in enabled])
+        # Devices of one model and poll share one plan and its decoders (the profile object is
+        # shared by config loading): 1000 meters of one model are one plan, not 1000.
+        plans: dict[tuple[int, float, BusCost],
+                    list[tuple[float, list[ReadRequest], list[RequestDecoder]]]] = {}
         for device, slot in zip(enabled, slots, strict=True):
             state = _DeviceState(device)
             self._slot[id(state)] = slot
-            for interval, requests in device_plan(device, bus_cost(bus, device.profile)):
-                self._jobs.append(_Job(state, interval / rate, requests, seq=len(self._jobs)))
+            cost = bus_cost(bus, device.profile)
+            key = (id(device.profile), device.config.poll, cost)
+            if key not in plans:
+                plans[key] = [(interval, requests, [RequestDecoder(r) for r in requests])
+                              for interval, requests in device_plan(device, cost)]
+            for interval, requests, decoders in plans[key]:
+                self._jobs.append(_Job(state, interval / rate, requests, decoders,
+                                       seq=len(self._jobs)))
         self._slots = max(slots, default=-1) + 1
         self._slot_due: dict[int, float] = {}  # slot -> due time of its latest poll cycle
         self._link_failures = 0
