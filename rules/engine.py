@@ -62,12 +62,14 @@ class RuleEngine:
         self._devices = dict(devices)
         self._policies = policies or Policies()
         self._flood = flood or FloodPolicy()
-        self._routes: dict[tuple[str, Quantity], list[Rule]] = {}
+        # device -> quantity -> the rules fed by it (nested: no key tuple per reading)
+        self._routes: dict[str, dict[Quantity, tuple[Rule, ...]]] = {}
         self._ticking: list[TickingRule] = []
         for name, device in self._devices.items():
             for rule in device.rules:
                 for quantity in rule.quantities:
-                    self._routes.setdefault((name, quantity), []).append(rule)
+                    routes = self._routes.setdefault(name, {})
+                    routes[quantity] = (*routes.get(quantity, ()), rule)
                 if isinstance(rule, TickingRule) and rule not in self._ticking:
                     self._ticking.append(rule)
         # each rule's states by the rule's own key: a tick hands a rule only its own states
@@ -82,7 +84,8 @@ class RuleEngine:
 
     def evaluate(self, reading: Reading) -> list[AlarmEvent]:
         """Feed one reading through its device's rules; return the alarm transitions."""
-        rules = self._routes.get((reading.device, reading.quantity))
+        routes = self._routes.get(reading.device)
+        rules = routes.get(reading.quantity) if routes is not None else None
         if not rules:
             return []
         events: list[AlarmEvent] = []

@@ -106,7 +106,8 @@ class InfluxSink:
         self._lost = 0  # readings dropped because neither the disk nor memory could hold them
         self._inflight: tuple[list[str], bool] | None = None  # from memory, being written
         self._oldest: float = 0.0  # monotonic time the oldest buffered line arrived
-        self._prefixes: dict[tuple[str, Quantity, str | None], str] = {}
+        # device -> quantity -> channel -> "series field=" (nested: no key tuple per reading)
+        self._prefixes: dict[str, dict[Quantity, dict[str | None, str]]] = {}
         self._stamp_ts: float | None = None
         self._stamp = ""
         self._wake = asyncio.Event()
@@ -133,12 +134,12 @@ class InfluxSink:
             self._dropped_bad += 1
             return
         try:
-            key = (reading.device, reading.quantity, reading.channel)
-            prefix = self._prefixes.get(key)
-            if prefix is None:
-                # "series field=" depends only on the key: escape and sort once per series.
+            try:
+                prefix = self._prefixes[reading.device][reading.quantity][reading.channel]
+            except KeyError:  # "series field=": escaped and sorted once per series
                 tags = self._device_tags.get(reading.device, {})
-                prefix = self._prefixes[key] = (
+                prefix = self._prefixes.setdefault(reading.device, {}).setdefault(
+                    reading.quantity, {})[reading.channel] = (
                     f"{reading_series(reading, self._site, tags)} "
                     f"{escape_key(reading.quantity.spec.field)}=")
             # Always a float, so a field never changes type (see reading_line).
