@@ -5,8 +5,9 @@ build exactly what the daemon builds."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from core.measurements import Quantity
 from daemon.config import Config, DeviceConfig, LoadedConfig
 from daemon.panels import zone_locator
 from daemon.sqlitefile import StateProblem
@@ -29,14 +30,25 @@ def site_info(config: Config) -> SiteInfo:
 def device_infos(loaded: LoadedConfig) -> list[DeviceInfo]:
     """What the rules may know of each enabled device and fire panel."""
     config = loaded.config
-    infos = [DeviceInfo(
-        name=d.name, kind=d.kind, profile_kind=loaded.profiles[d.name].profile.kind,
-        points=frozenset((p.quantity, p.channel) for p in loaded.profiles[d.name].points),
-        poll=d.poll, rated_current=d.rated_current, breaker_curve=d.breaker_curve,
-        intervals={(p.quantity, p.channel): point_interval(p, d.poll)
-                   for p in loaded.profiles[d.name].points},
-        building=d.building, box=d.box, circuit=d.circuit, floor=d.floor, area=d.area)
-        for d in config.devices if d.enabled]
+    # devices of one model and poll share their point set and intervals (read-only)
+    shared: dict[tuple[int, float], tuple[frozenset[tuple[Quantity, str | None]],
+                                          Mapping[tuple[Quantity, str | None], float]]] = {}
+    infos = []
+    for d in config.devices:
+        if not d.enabled:
+            continue
+        profile = loaded.profiles[d.name]
+        key = (id(profile), d.poll)
+        if key not in shared:
+            shared[key] = (frozenset((p.quantity, p.channel) for p in profile.points),
+                           {(p.quantity, p.channel): point_interval(p, d.poll)
+                            for p in profile.points})
+        points, intervals = shared[key]
+        infos.append(DeviceInfo(
+            name=d.name, kind=d.kind, profile_kind=profile.profile.kind, points=points,
+            poll=d.poll, rated_current=d.rated_current, breaker_curve=d.breaker_curve,
+            intervals=intervals, building=d.building, box=d.box, circuit=d.circuit,
+            floor=d.floor, area=d.area))
     infos += [DeviceInfo(name=p.name, kind="fire-panel", profile_kind="fire-panel",
                          building=p.building) for p in config.fire_panels if p.enabled]
     return infos
