@@ -106,8 +106,9 @@ class InfluxSink:
         self._lost = 0  # readings dropped because neither the disk nor memory could hold them
         self._inflight: tuple[list[str], bool] | None = None  # from memory, being written
         self._oldest: float = 0.0  # monotonic time the oldest buffered line arrived
-        # device -> quantity -> channel -> "series field=" (nested: no key tuple per reading)
-        self._prefixes: dict[str, dict[Quantity, dict[str | None, str]]] = {}
+        # device -> (quantity, channel) -> "series field="; one key tuple per kind of point
+        self._prefixes: dict[str, dict[tuple[Quantity, str | None], str]] = {}
+        self._point_keys: dict[tuple[Quantity, str | None], tuple[Quantity, str | None]] = {}
         self._stamp_ts: float | None = None
         self._stamp = ""
         self._wake = asyncio.Event()
@@ -134,12 +135,13 @@ class InfluxSink:
             self._dropped_bad += 1
             return
         try:
+            point = (reading.quantity, reading.channel)
             try:
-                prefix = self._prefixes[reading.device][reading.quantity][reading.channel]
+                prefix = self._prefixes[reading.device][point]
             except KeyError:  # "series field=": escaped and sorted once per series
                 tags = self._device_tags.get(reading.device, {})
-                prefix = self._prefixes.setdefault(reading.device, {}).setdefault(
-                    reading.quantity, {})[reading.channel] = (
+                point = self._point_keys.setdefault(point, point)
+                prefix = self._prefixes.setdefault(reading.device, {})[point] = (
                     f"{reading_series(reading, self._site, tags)} "
                     f"{escape_key(reading.quantity.spec.field)}=")
             # Always a float, so a field never changes type (see reading_line).
