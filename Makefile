@@ -24,6 +24,11 @@ unit: setup
 
 # Every benchmark, then bench/RESULTS.md and bench/results/chart.png from their JSON. A bench
 # that misses its target exits 1; `-` keeps going so the report still shows every figure.
+# PEERS=1 adds the comparison with Node-RED and the ThingsBoard gateway (bench/bench_peers.py,
+# the shared harness; ~25 min at its defaults), options in PEERS_ARGS, e.g.
+# make bench PEERS=1 PEERS_ARGS="--install --silent"
+PEERS ?=
+PEERS_ARGS ?=
 bench: setup
 	-$(PY) -m bench.bench_planner
 	-$(PY) -m bench.bench_rtu_bus
@@ -33,6 +38,8 @@ bench: setup
 	-$(PY) -m bench.bench_rules
 	-$(PY) -m bench.bench_scale
 	-$(PY) -m bench.bench_latency
+	-@if [ "$(PEERS)" = 1 ]; then $(PY) -m bench.bench_peers $(PEERS_ARGS); \
+	else echo "bench_peers: skipped (make bench PEERS=1 runs it)"; fi
 	$(PY) -m bench.report
 
 # Coverage-guided fuzzing of the GB/T 26875.3 frame decoder (atheris; not in CI).

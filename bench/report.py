@@ -1,9 +1,10 @@
 """The benchmarks' published results: ``python -m bench.report``.
 
 Reads every ``bench/results/*.json`` the benchmarks wrote (planner, rtu_bus, detection, influx,
-rules, scale, latency) and writes ``bench/RESULTS.md``: one table of every figure with its
-target or baseline, the ratio and whether the target is met, the notes the benchmarks left
-(why a target is missed, when they know), the machine and the date; and
+rules, scale, latency; and peers, the optional comparison with Node-RED and the ThingsBoard
+gateway, as its own section when present) and writes ``bench/RESULTS.md``: one table of
+every figure with its target or baseline, the ratio and whether the target is met, the notes
+the benchmarks left (why a target is missed, when they know), the machine and the date; and
 ``bench/results/chart.png`` (matplotlib, Agg): the daemon's CPU and RSS against the number of
 devices, and the alarm latencies. A benchmark without its JSON is listed as "not run".
 """
@@ -306,6 +307,18 @@ def corpus_details(d: dict[str, Any] | None, sweep: list[dict[str, Any]] | None)
     return lines
 
 
+def peers_details(d: dict[str, Any] | None) -> list[str]:
+    """"Against the peers" from ``peers.json`` (``make bench PEERS=1``); nothing without it."""
+    if d is None:
+        return []
+    from bench.bench_peers import render_markdown
+
+    try:
+        return render_markdown(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        return ["", "## Against the peers", "", f"Unreadable `peers.json` ({exc!r})."]
+
+
 def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     info = machine()
     lines = [
@@ -366,6 +379,7 @@ def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     sweep_path = RESULTS_DIR / "corpus_sweep.json"
     sweep = json.loads(sweep_path.read_text(encoding="utf-8")) if sweep_path.exists() else None
     lines += corpus_details(data.get("corpus"), sweep)
+    lines += peers_details(load("peers"))
     return "\n".join(lines) + "\n"
 
 
