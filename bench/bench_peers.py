@@ -513,8 +513,13 @@ def install_status(peers: Iterable[str], paths: Paths, harness: Path,
 # -- running the harness -----------------------------------------------------------------------
 
 
-def copy_harness(src: Path, dst: Path) -> None:
-    """A fresh writable copy of the harness (its own results/ stays behind)."""
+FIREWARDEN_BUS = '"timeout": f"{TIMEOUT_S:g}s"}'  # the firewarden bus entry in contenders.py
+
+
+def copy_harness(src: Path, dst: Path, concurrency: int = 1) -> None:
+    """A fresh writable copy of the harness (its own results/ stays behind); with
+    ``concurrency`` > 1 firewarden's ``[[bus]]`` entries get ``concurrency = N`` (the harness
+    as shared writes none, i.e. the default 1)."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -522,6 +527,14 @@ def copy_harness(src: Path, dst: Path) -> None:
         if (src / name).exists():
             shutil.copyfile(src / name, dst / name)
     (dst / "results").mkdir()
+    if concurrency > 1:
+        contenders = dst / "contenders.py"
+        text = contenders.read_text(encoding="utf-8")
+        if text.count(FIREWARDEN_BUS) != 1:
+            raise SystemExit("contenders.py changed: cannot set firewarden's bus concurrency")
+        contenders.write_text(text.replace(
+            FIREWARDEN_BUS, FIREWARDEN_BUS[:-1] + f', "concurrency": {concurrency}}}'),
+            encoding="utf-8")
 
 
 def tag(contender: str, n: int, rep: int, silent: float) -> str:
@@ -600,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of {', '.join(KNOWN)} (default %(default)s)")
     parser.add_argument("--silent", action="store_true",
                         help=f"also N={SILENT_N} with {SILENT_FRACTION:.0%} of the meters silent")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="firewarden's [[bus]] concurrency on the harness's gateways "
+                             "(default 1, as shipped; the simulated gateways answer units in "
+                             "parallel, like Node-RED's default parallel unit ids)")
     parser.add_argument("--warmup", type=float, default=WARMUP)
     parser.add_argument("--window", type=float, default=WINDOW)
     parser.add_argument("--install", action="store_true",
@@ -633,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     runnable = [c for c in contenders if install[peer_of(c)]["installed"]]
     skipped = {c: f"not installed: {install[peer_of(c)]['reason']}" for c in contenders
                if c not in runnable}
-    copy_harness(harness, paths.harness)
+    copy_harness(harness, paths.harness, args.concurrency)
     points = [(n, 0.0) for n in sizes]
     if args.silent:
         points.append((SILENT_N, SILENT_FRACTION))
@@ -663,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines))
     measured = targets(summary)
     notes: list[str] = []
+    if args.concurrency > 1:
+        notes.append(f"firewarden's buses ran with concurrency = {args.concurrency} (not the "
+                     f"shipped default 1): up to {args.concurrency} units polled at once per "
+                     f"gateway, each on its own TCP connection")
     if args.reps < REPS:
         notes.append(f"{args.reps} run(s) per point (fewer than {REPS}): a smoke run, not a "
                      "measurement")
@@ -687,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
         "generated": time.strftime("%Y-%m-%d %H:%M"), "firewarden_head": _git_head(),
         "harness": str(harness), "scratch": str(paths.scratch), "machine": machine(),
         "options": {"n": sizes, "reps": args.reps, "contenders": contenders,
-                    "silent": args.silent, "warmup_s": args.warmup, "window_s": args.window},
+                    "silent": args.silent, "warmup_s": args.warmup, "window_s": args.window,
+                    "firewarden_concurrency": args.concurrency},
         "install": install, "runs": [{k: r[k] for k in keep if k in r} for r in runs],
         "summary": summary, "ratios": ratios(summary), "targets": measured, "notes": notes,
         "runtime_s": round(elapsed, 1),
