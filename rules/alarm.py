@@ -41,6 +41,9 @@ class AlarmPolicy:
     chatter_count: int = 3  # activations inside chatter_window that make it chattering
     chatter_window: float = 60.0
     shelvable: bool = True
+    # False for events (info): back to normal when the condition goes, no one need acknowledge
+    # a pump start that already ended (ISA-18.2 keeps such alerts out of the alarm system)
+    acknowledge: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,8 @@ def _timers(a: Alarm, now: float, policy: AlarmPolicy) -> tuple[Alarm, list[Even
 def _settle(a: Alarm, now: float, policy: AlarmPolicy) -> Alarm:
     """The condition has held long enough: the alarm follows it."""
     if not a.condition:
-        return replace(a, in_alarm=False, pending_since=None)
+        return replace(a, in_alarm=False, pending_since=None,
+                       acked=a.acked or not policy.acknowledge)
     recent = (*(t for t in a.recent_activations if now - t < policy.chatter_window), now)
     return replace(a, in_alarm=True, pending_since=None, acked=False, acked_by=None,
                    latched=policy.latching, raised_at=now, annunciated_at=now, realarms=0,

@@ -2,7 +2,8 @@
 
 Defaults follow ISA-18.2 / IEC 62682: fire latches until reset, is never shelvable and is
 announced again every 5 minutes while nobody acknowledges it; critical electrical alarms every
-30 minutes; warnings once. The daemon's ``[alarms]`` config overrides these per rule.
+30 minutes; warnings once; info events (a fire-water pump start) need no acknowledgement and are
+gone when they end. The daemon's ``[alarms]`` config overrides these per rule.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ BY_SEVERITY: dict[Severity, AlarmPolicy] = {
     Severity.FIRE: AlarmPolicy(latching=True, shelvable=False, realarm_after=300.0),
     Severity.CRITICAL: AlarmPolicy(realarm_after=1800.0),
     Severity.WARNING: AlarmPolicy(),
-    Severity.INFO: AlarmPolicy(),
+    Severity.INFO: AlarmPolicy(acknowledge=False),
 }
 
 

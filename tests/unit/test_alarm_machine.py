@@ -277,3 +277,15 @@ def test_clock_jump_neither_raises_nor_delays() -> None:
     assert raised == [(7205.0, "overcurrent")]  # the on-delay restarted at the jump
     assert engine.tick(7210.0) == []  # the alarm's own on-delay kept its remaining 10 s:
     assert [(e.ts, e.alarm.rule) for e in engine.tick(7211.0)] == [(7211.0, "detector-fault")]
+
+
+def test_an_event_that_needs_no_acknowledgement_is_gone_when_it_ends() -> None:
+    """Info events (a fire-water pump start): raised, then back to normal when the condition
+    goes, with nobody asked to acknowledge; an ordinary alarm returns unacknowledged."""
+    event_policy = AlarmPolicy(acknowledge=False)
+    a, events = run([(0, ON), (3, OFF)], event_policy)
+    assert events[0][1:] == (K.RAISED, S.UNACKED)
+    assert a.state is S.NORMAL
+    assert events[-1][2] is S.NORMAL
+    ordinary, _ = run([(0, ON), (3, OFF)])
+    assert ordinary.state is S.RTN_UNACKED

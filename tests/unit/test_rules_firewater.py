@@ -14,7 +14,7 @@ from rules import firewater
 from rules.base import DeviceInfo, SiteInfo
 from rules.catalog import CATALOG, build_rules
 from rules.engine import DeviceRules, RuleEngine
-from rules.model import Condition, EventKind, Severity
+from rules.model import AlarmState, Condition, EventKind, Severity
 
 RULE = firewater.Firewater()
 
@@ -158,8 +158,11 @@ def test_catalog_builds_firewater_for_the_transmitter_profile_only() -> None:
     readings = pressure_run((0, 300, 0.35), (300, 340, 0.22), (340, 400, 0.34))
     events = [e for r in readings for e in engine.evaluate(r)]
     pump = [(e.kind, e.alarm.severity) for e in events if e.alarm.rule == firewater.PUMP_RULE]
-    assert pump == [(EventKind.RAISED, Severity.INFO), (EventKind.CLEARED, Severity.INFO)]
+    # an info event needs no acknowledgement: raised, then removed (back to normal) at once
+    assert pump == [(EventKind.RAISED, Severity.INFO), (EventKind.REMOVED, Severity.INFO)]
     assert not any(e.alarm.latched for e in events)
+    assert not [a for a in engine.alarms.values() if a.rule == firewater.PUMP_RULE
+                and a.state is not AlarmState.NORMAL]
 
 
 @pytest.mark.parametrize(("table", "error"), [
