@@ -319,6 +319,28 @@ def peers_details(d: dict[str, Any] | None) -> list[str]:
         return ["", "## Against the peers", "", f"Unreadable `peers.json` ({exc!r})."]
 
 
+def profile_details(d: dict[str, Any] | None) -> list[str]:
+    """Where the daemon's CPU goes, before and after (``bench.bench_profile``)."""
+    if not d:
+        return []
+    labels = [k for k in ("before", "after") if k in d] + [k for k in d
+                                                          if k not in ("before", "after")]
+    out = ["", "## Where the CPU goes (py-spy, 1000 devices at 1 s)", "",
+           "Share of the sampled CPU by function, own time and inclusive "
+           "(`python -m bench.bench_profile --label L`):", ""]
+    for kind in ("own", "inclusive"):
+        out.append(f"| rank | {' | '.join(f'{k} ({kind})' for k in labels)} |")
+        out.append("|---|" + "---|" * len(labels))
+        for i in range(max(len(d[k][kind]) for k in labels)):
+            cells = [f"{100 * d[k][kind][i]['share']:.1f} % {d[k][kind][i]['function']}"
+                     if i < len(d[k][kind]) else "" for k in labels]
+            out.append(f"| {i + 1} | {' | '.join(cells)} |")
+        out.append("")
+    out += [f"- {k}: {d[k].get('samples', '?')} samples, {d[k].get('commit') or 'unstated'}, "
+            f"{d[k].get('date', '?')}" for k in labels]
+    return out
+
+
 def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     info = machine()
     lines = [
@@ -380,6 +402,8 @@ def render(data: dict[str, dict[str, Any] | None], drawn: bool) -> str:
     sweep = json.loads(sweep_path.read_text(encoding="utf-8")) if sweep_path.exists() else None
     lines += corpus_details(data.get("corpus"), sweep)
     lines += peers_details(load("peers"))
+    lines += peers_details(load("peers_silent"))
+    lines += profile_details(load("profile"))
     return "\n".join(lines) + "\n"
 
 

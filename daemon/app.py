@@ -128,6 +128,7 @@ class Supervisor:
                            for d in config.devices if d.bus == bus.name and d.enabled]
                 if devices:
                     pollers.append(BusPoller(bus=bus, devices=devices, emit=pipeline.submit,
+                                             emit_many=pipeline.submit_many,
                                              clock=self._clock, rate=self._clock_rate))
             await stack.enter_async_context(Together(pollers))
             await stack.enter_async_context(systemd.Watchdog())

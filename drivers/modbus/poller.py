@@ -73,6 +73,7 @@ __all__ = ["BUSY_DELAY", "Backoff", "BusPoller", "DeviceSettings", "PolledDevice
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Reading], None]
+EmitMany = Callable[[Sequence[Reading]], None]
 Clock = Callable[[], float]
 
 
@@ -169,12 +170,14 @@ class BusPoller:
 
     def __init__(self, *, bus: BusSettings, devices: Sequence[PolledDevice], emit: Emit,
                  clock: Clock = time.time, backoff: Backoff = DEFAULT_BACKOFF,
-                 rate: float = 1.0) -> None:
-        """``rate``: ``clock`` seconds per real second (see the module docstring)."""
+                 rate: float = 1.0, emit_many: EmitMany | None = None) -> None:
+        """``rate``: ``clock`` seconds per real second (see the module docstring);
+        ``emit_many``: takes a successful poll's readings at once (else ``emit`` each)."""
         if not rate > 0:
             raise ValueError(f"rate must be > 0, got {rate!r}")
         self._bus = bus
         self._emit_fn = emit
+        self._emit_many_fn = emit_many
         self._clock = clock
         self._rate = rate
         self._lag_ms = 0.0
@@ -360,8 +363,6 @@ class BusPoller:
         readings = [r for decoder, values in zip(job.decoders, responses, strict=True)
                     for r in decoder.decode(values, device=name, ts=ts)]
         self._count_implausible(state, readings)
-        for reading in readings:
-            self._emit(reading)
         if state.failures and (quiet := self._log_budget.take(
                 (state.name, "back"), loop.time())) is not None:
             log.info("device %s (unit %d on %s) is back after %d failed polls%s", state.name,
@@ -369,7 +370,15 @@ class BusPoller:
                      held_back(quiet))
         state.failures = 0
         state.retry_at = 0.0
-        self._health(state, ts, online=True, latency_ms=rtt)
+        self._health(state, ts, online=True, latency_ms=rtt, batch=readings)
+        if self._emit_many_fn is None:
+            for reading in readings:
+                self._emit(reading)
+        else:
+            try:
+                self._emit_many_fn(readings)
+            except Exception:  # the consumer's bug must not stop the bus
+                self._emit_failed()
 
     async def _link_up(self) -> bool:
         """Connect if needed (respecting the link backoff); whether the link is usable."""
@@ -420,25 +429,30 @@ class BusPoller:
         self._health(state, ts, online=False, latency_ms=None)
 
     def _health(self, state: _DeviceState, ts: float, *, online: bool,
-                latency_ms: float | None) -> None:
+                latency_ms: float | None, batch: list[Reading] | None = None) -> None:
         """ONLINE and CRC_ERRORS after every attempt (the comms rule counts polls by them);
         LATENCY only when there was an answer; the ERRORS and IMPLAUSIBLE counters when they
         change and at least every ``COUNTERS_EVERY`` clock seconds (a flat counter at every
         1 s poll of 1000 meters is 2000 values a second that say nothing new). CRC_ERRORS
         counts every garbled answer (bad CRC or framing) the transport saw from the device
-        since start, a measure of the wiring rather than of the device."""
+        since start, a measure of the wiring rather than of the device. Appended to
+        ``batch`` when given (emitted with the poll's readings), else emitted."""
         name = state.name
-        self._emit(Reading(ts, name, Quantity.ONLINE, 1.0 if online else 0.0))
+        out: list[Reading] = [] if batch is None else batch
+        out.append(Reading(ts, name, Quantity.ONLINE, 1.0 if online else 0.0))
         if latency_ms is not None:
-            self._emit(Reading(ts, name, Quantity.LATENCY, round(latency_ms, 3)))
+            out.append(Reading(ts, name, Quantity.LATENCY, round(latency_ms, 3)))
         garbled = self._transport.stats(state.device.config.unit).garbled
-        self._emit(Reading(ts, name, Quantity.CRC_ERRORS, float(garbled)))
+        out.append(Reading(ts, name, Quantity.CRC_ERRORS, float(garbled)))
         errors, implausible, sent_at = state.counters_sent
         if (errors, implausible) != (state.errors, state.implausible) \
                 or ts - sent_at >= COUNTERS_EVERY:
             state.counters_sent = (state.errors, state.implausible, ts)
-            self._emit(Reading(ts, name, Quantity.ERRORS, float(state.errors)))
-            self._emit(Reading(ts, name, Quantity.IMPLAUSIBLE, float(state.implausible)))
+            out.append(Reading(ts, name, Quantity.ERRORS, float(state.errors)))
+            out.append(Reading(ts, name, Quantity.IMPLAUSIBLE, float(state.implausible)))
+        if batch is None:
+            for reading in out:
+                self._emit(reading)
 
     def _count_implausible(self, state: _DeviceState, readings: Sequence[Reading]) -> None:
         bad = [r for r in readings if r.quality is Quality.IMPLAUSIBLE]
@@ -462,10 +476,14 @@ class BusPoller:
         try:
             self._emit_fn(reading)
         except Exception:  # the consumer's bug must not stop the bus
-            self._emit_failures += 1
-            if self._emit_failures == 1:
-                log.exception("bus %s: emit failed (further failures logged at DEBUG)",
-                              self._bus.name)
-            else:
-                log.debug("bus %s: emit failed again (%d)", self._bus.name,
-                          self._emit_failures, exc_info=True)
+            self._emit_failed()
+
+    def _emit_failed(self) -> None:
+        """Called from an ``except`` block: log the consumer's failure, once at ERROR."""
+        self._emit_failures += 1
+        if self._emit_failures == 1:
+            log.exception("bus %s: emit failed (further failures logged at DEBUG)",
+                          self._bus.name)
+        else:
+            log.debug("bus %s: emit failed again (%d)", self._bus.name, self._emit_failures,
+                      exc_info=True)
