@@ -74,9 +74,16 @@ class DeviceState:
 
 @dataclass(frozen=True, slots=True)
 class PointState:
+    """The last arrival of a point, or of a poll group: the points a device's poller reads
+    together on one interval arrive together, so one state serves them all (a state and a
+    tick visit per group, not per point: 2 per meter instead of 25)."""
+
     ts: float  # last arrival
     gap: float = 0.0  # the interval before it
     stale: bool = False
+    quantity: Quantity | None = None  # the point that names it in messages (the group's first)
+    channel: str | None = None
+    group: bool = False  # the state of a poll group, not of one point
 
 
 class Comms:
@@ -102,7 +109,11 @@ class Comms:
     def key(self, reading: Reading) -> Hashable:
         if reading.quantity in HEALTH:
             return NAME, reading.device
-        return NAME, reading.device, reading.quantity, reading.channel
+        link = self._links.get(reading.device)
+        interval = link.intervals.get((reading.quantity, reading.channel)) if link else None
+        if interval is None:  # a point of unknown rhythm: tracked alone
+            return NAME, reading.device, reading.quantity, reading.channel
+        return NAME, reading.device, interval  # the poll group read every `interval` s
 
     def step(self, state: Any, reading: Reading) -> tuple[Any, list[Condition]]:
         link = self._links.get(reading.device)
@@ -118,19 +129,22 @@ class Comms:
         # a data point arrived (any quality: a bad value is the sensor's, not the link's)
         now = reading.ts
         if state is None:
-            return PointState(now), []
+            return PointState(now, 0.0, False, reading.quantity, reading.channel,
+                              (reading.quantity, reading.channel) in link.intervals), []
+        if now == state.ts and not state.stale:
+            return state, []  # another point of the same poll
         gap = now - state.ts if now > state.ts else state.gap
+        new = PointState(now, gap, False, state.quantity, state.channel, state.group)
         if state.stale:
-            return PointState(now, gap), [self._stale(reading.device, reading.quantity,
-                                                      reading.channel, now, link, False, 0.0)]
-        return PointState(now, gap), []
+            return new, [self._stale(reading.device, new, now, link, False, 0.0)]
+        return new, []
 
     def tick(self, states: Iterable[tuple[Hashable, Any]],
              now: float) -> tuple[dict[Hashable, Any], list[Output]]:
         changed: dict[Hashable, Any] = {}
         out: list[Output] = []
         devices: dict[str, DeviceState] = {}
-        points: list[tuple[tuple[str, str, Quantity, str | None], PointState]] = []
+        points: list[tuple[tuple[Any, ...], PointState]] = []
         scan_at = 0.0
         for key, state in states:
             if isinstance(state, DeviceState):
@@ -152,16 +166,18 @@ class Comms:
                     s.heard, s.failures, True, s.polls, s.checkpoints, s.crc)
                 out.append(self._down(name, link, now, s, silent=True))
         for key, p in points:
-            _, name, quantity, channel = key
+            name = key[1]
             own = self._links.get(name)
             d = devices.get(name)
             if p.stale or own is None or d is None or d.down or now - d.heard > own.silent_after:
                 continue  # already stale, or the device is not answering: that is comms
             age = now - p.ts
-            usual = max(p.gap, own.intervals.get((quantity, channel), 0.0))
+            configured = key[2] if len(key) == 3 else 0.0  # a poll group's own interval
+            usual = max(p.gap, configured)
             if age > max(own.stale_after, STALE_GAPS * usual):
-                changed[key] = PointState(p.ts, p.gap, True)
-                out.append(self._stale(name, quantity, channel, now, own, True, age))
+                stale = changed[key] = PointState(p.ts, p.gap, True, p.quantity, p.channel,
+                                                  p.group)
+                out.append(self._stale(name, stale, now, own, True, age))
         return changed, out
 
     # -- device health ------------------------------------------------------------------------
@@ -243,12 +259,14 @@ class Comms:
 
     # -- points -------------------------------------------------------------------------------
 
-    def _stale(self, device: str, quantity: Quantity, channel: str | None, now: float,
-               link: Link, active: bool, age: float) -> Condition:
+    def _stale(self, device: str, p: PointState, now: float, link: Link, active: bool,
+               age: float) -> Condition:
+        quantity, channel = p.quantity or Quantity.ONLINE, p.channel
         point = f"{quantity.value}-{channel}" if channel else quantity.value
+        what = f"{quantity.value}{' ' + channel if channel else ''}" + (
+            " (and the points read with it)" if p.group else "")
         if active:
-            message = (f"{link.what} {device} answers but {quantity.value}"
-                       f"{' ' + channel if channel else ''} has not been updated for "
+            message = (f"{link.what} {device} answers but {what} has not been updated for "
                        f"{minutes(age)} (limit {minutes(link.stale_after)})")
         else:
             message = f"{link.what} {device}: {quantity.value} {channel or ''} updated again"

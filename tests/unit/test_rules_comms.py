@@ -268,3 +268,24 @@ def test_config_is_validated() -> None:
     assert adapter.validate_python({"silent_after": "90s"}).silent_after == 90
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         adapter.validate_python({"failed_polls": 0})
+
+
+def test_a_poll_group_is_one_state_and_goes_stale_as_one() -> None:
+    """Points the poller reads together (same configured interval) share one state: 20 points
+    of a poll are one state, not 20; when the group stops arriving while the device answers,
+    one comms-stale names it and says the points read with it are stale too."""
+    points: dict[tuple[Quantity, str | None], float] = {
+        (Quantity.CURRENT, f"c{i}"): 2.0 for i in range(20)}
+    info = DeviceInfo(name="m1", kind="incomer", profile_kind="meter", poll=2,
+                      points=frozenset(points), intervals=points)
+    built = comms.SPEC.build(SiteInfo(), [(info, comms.CommsConfig())])
+    h = Harness(built["m1"][0])  # type: ignore[arg-type]
+    for ts in range(0, 20, 2):
+        for quantity, channel in points:
+            h.read(ts, "m1", quantity, 1.0, channel)
+    assert sum(isinstance(s, comms.PointState) for s in h.states.values()) == 1
+    answering(h, 20, 400)
+    stale = [c for c in h.out if isinstance(c, Condition) and c.rule == "comms-stale"]
+    assert [c.active for c in stale] == [True]
+    assert stale[0].key == "comms-stale:m1:current-c0"
+    assert "(and the points read with it)" in stale[0].message
