@@ -38,6 +38,7 @@ bench: setup
 	-$(PY) -m bench.bench_rules
 	-$(PY) -m bench.bench_scale
 	-$(PY) -m bench.bench_latency
+	-$(PY) -m bench.bench_profile --label after --commit "$$(git rev-parse --short HEAD 2>/dev/null)"
 	-@if [ "$(PEERS)" = 1 ]; then $(PY) -m bench.bench_peers $(PEERS_ARGS); \
 	else echo "bench_peers: skipped (make bench PEERS=1 runs it)"; fi
 	$(PY) -m bench.report

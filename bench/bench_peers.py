@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -56,6 +55,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.bench_scale import machine
 
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "peers.json"
@@ -577,17 +578,6 @@ def _fmt_run(r: Mapping[str, Any]) -> str:
     return (f"CPU {r['cpu_pct']} %, RSS {r['rss_mb']} MB, polls {r['healthy_polls_per_s']} / "
             f"{r['expected_polls_per_s']:.0f}, max gap {r['healthy_max_gap_s']} s, "
             f"steady after {r.get('steady_after_s')} s")
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version()}
 
 
 def _git_head() -> str | None:

@@ -35,7 +35,7 @@ For each size, after ``WARMUP`` s, over ``WINDOW`` s:
 Then the largest device count one core sustains at 1 s is searched for: larger fleets (x1.5)
 until polls fall behind or the daemon uses >= 95 % of a core, then one bisection step, with a
 shorter window, within ``SEARCH_BUDGET`` s. Targets (reported, not asserted): 1000 devices at
-1 s under 50 % of a core and 80 MB RSS. Writes ``bench/results/scale.json``; exits 0 unless
+1 s under 35 % of a core and 80 MB RSS. Writes ``bench/results/scale.json``; exits 0 unless
 the run itself fails.
 """
 
@@ -76,7 +76,7 @@ BOXES_PER_BUILDING = 5
 SUSTAINED = 0.98
 CPU_LIMIT = 95.0  # % of one core: the search stops there
 TARGET_DEVICES = 1000
-TARGET_CPU = 50.0
+TARGET_CPU = 35.0  # % of a core (issue 16; was 50)
 TARGET_RSS_MB = 80.0
 SITE = "bench"
 # SIGTERM to exit, as systemd's TimeoutStopSec gives it (the final flush of a busy daemon takes

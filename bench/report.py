@@ -95,6 +95,9 @@ def rules(d: dict[str, Any]) -> list[Row]:
                 _met(d["readings_per_s"] >= d["target"]))]
 
 
+FLEET_TARGET = 3000  # devices sustained at 1 s (issue 16); the search stops at its budget
+
+
 def scale(d: dict[str, Any]) -> list[Row]:
     out = []
     for m in d["sizes"]:
@@ -128,7 +131,9 @@ def scale(d: dict[str, Any]) -> list[Row]:
                        "sustained" if m["sustained"] else "falls behind"))
     best = d.get("max_sustained_devices")
     out.append(Row("scale", f"largest fleet found sustained at 1 s under {d['cpu_limit_pct']:g} "
-                   "% of a core", _f(best, 0) if best else "not found", "-", "-", "info"))
+                   "% of a core", _f(best, 0) if best else "not found", f"≥ {FLEET_TARGET}",
+                   _ratio(best, FLEET_TARGET) if best else "-",
+                   _met(best is not None and best >= FLEET_TARGET)))
     return out
 
 
